@@ -1,0 +1,1 @@
+"""Ferryman's Prefect flows and its command line."""

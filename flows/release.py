@@ -1,0 +1,204 @@
+"""The release flow: package -> push -> deploy -> verify -> promote, or roll back and verify.
+
+Reads like the release itself; every step is a task of `tasks.steps`. The flow ends
+Completed when the new version was promoted and Failed otherwise (state name `RolledBack`
+for a clean rollback), always with the release record as its result.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from prefect import flow, get_run_logger, pause_flow_run
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import get_run_context
+from prefect.input import RunInput
+from prefect.states import Completed, Failed, State
+
+from tasks.analysis.decision import Decision, Verdict
+from tasks.analysis.runner import AnalysisResult
+from tasks.errors import DeployFailed, FerrymanError
+from tasks.registries import load_auth
+from tasks.releases import (
+    MeasurementRecord,
+    Outcome,
+    ReleaseResult,
+    StepRecord,
+    analysis_rows,
+    render_report,
+)
+from tasks.spec import ReleaseSpec, load_spec, validate_version
+from tasks.steps import deploy, package, promote, push, read_status, rollback, verify
+from tasks.targets import Target, Version, get_target
+
+
+class Approval(RunInput):
+    """The form a person answers when the analysis is inconclusive and the spec says pause."""
+
+    promote: bool = False
+    comment: str = ""
+
+
+class _Steps:
+    """Times each step for the report."""
+
+    def __init__(self) -> None:
+        self.records: list[StepRecord] = []
+
+    @contextmanager
+    def step(self, name: str):
+        start = time.monotonic()
+        outcome = "ok"
+        try:
+            yield
+        except BaseException as e:
+            outcome = f"failed: {e.__class__.__name__}"
+            raise
+        finally:
+            seconds = time.monotonic() - start
+            self.records.append(StepRecord(name=name, seconds=seconds, outcome=outcome))
+
+
+def _rename_run(name: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    ctx = get_run_context()
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(ctx.flow_run.id, name=name)
+
+
+def _ask_a_person(spec: ReleaseSpec, version: str, decision: Decision) -> Decision:
+    log = get_run_logger()
+    log.warning("analysis inconclusive (%s): waiting for a person's decision", decision.reason)
+    try:
+        answer = pause_flow_run(wait_for_input=Approval, timeout=int(spec.analysis.pause_timeout))
+    except Exception as e:  # a pause that timed out or could not be answered: be safe
+        return Decision(Verdict.ROLLBACK, f"{decision.reason}; no decision from a person ({e})")
+    note = f" ({answer.comment})" if answer.comment else ""
+    if answer.promote:
+        return Decision(Verdict.PROMOTE, f"promoted by a person after: {decision.reason}{note}")
+    return Decision(Verdict.ROLLBACK, f"rolled back by a person after: {decision.reason}{note}")
+
+
+def _records(result: AnalysisResult | None, version: str) -> list[MeasurementRecord]:
+    if result is None:
+        return []
+    return [MeasurementRecord.of(m, version) for m in result.measurements]
+
+
+def _publish(spec: ReleaseSpec, result: ReleaseResult) -> None:
+    thresholds = {
+        m.name: " ".join(
+            part for part in (
+                f"min {m.threshold.min:g}" if m.threshold.min is not None else "",
+                f"max {m.threshold.max:g}" if m.threshold.max is not None else "",
+            ) if part
+        )
+        for m in spec.analysis.metrics
+    }
+    create_markdown_artifact(
+        key=f"{spec.app}-release-report",
+        markdown=render_report(result),
+        description=f"{spec.app} {result.previous_version or 'new'} -> {result.version}: "
+        f"{result.outcome.value}",
+    )
+    rows = analysis_rows(result.measurements + result.rollback_measurements, thresholds)
+    if rows:
+        create_table_artifact(
+            key=f"{spec.app}-analysis", table=rows,
+            description=f"every measurement of {spec.app} {result.version}",
+        )
+
+
+def _restore(
+    spec: ReleaseSpec, target: Target, to: Version | None, steps: _Steps
+) -> tuple[Outcome, str, AnalysisResult | None]:
+    """Roll back and verify the restored version. Returns the outcome and why."""
+    with steps.step("roll back"):
+        rollback(target, to)
+    if to is None:
+        return Outcome.ROLLED_BACK, "removed the new service: there was no earlier version", None
+    with steps.step(f"verify {to.version}"):
+        check = verify(spec, to, None)
+    if check.decision.verdict is Verdict.PROMOTE:
+        return Outcome.ROLLED_BACK, f"{to.version} restored and verified", check
+    return Outcome.FAILED, (
+        f"{to.version} restored but it did not verify: {check.decision.reason}"
+    ), check
+
+
+@flow(name="release", log_prints=True)
+def release(
+    spec_path: str, version: str, build_args: dict[str, str] | None = None
+) -> State:
+    """Release `version` of the app described by the spec at `spec_path`."""
+    started = time.monotonic()
+    log = get_run_logger()
+    spec = load_spec(spec_path)
+    validate_version(version)
+    steps = _Steps()
+    auth = load_auth(spec.registry)
+    target = get_target(spec, auth)
+    status = read_status(target)
+    before = status.restore_point() or status.current
+    _rename_run(f"{spec.app} {before.version if before else 'new'} -> {version}")
+
+    result = ReleaseResult(
+        app=spec.app, version=version, strategy=spec.strategy, outcome=Outcome.FAILED,
+        reason="not finished", previous_version=before.version if before else None,
+        previous_image=before.image if before else None,
+    )
+    analysis: AnalysisResult | None = None
+    restored: AnalysisResult | None = None
+    try:
+        with steps.step("package"):
+            built = package(spec, version, build_args or {})
+        with steps.step("push"):
+            pushed = push(spec, built, auth)
+        result.digest, result.image = pushed.digest, pushed.reference
+        new = Version(version, pushed.reference)
+        try:
+            with steps.step("deploy"):
+                deploy(target, new, before)
+        except DeployFailed as e:
+            decision = Decision(Verdict.ROLLBACK, f"deploy failed: {e}")
+        else:
+            with steps.step("verify"):
+                analysis = verify(spec, new, before)
+            decision = analysis.decision
+            if decision.verdict is Verdict.PAUSE:
+                decision = _ask_a_person(spec, version, decision)
+        if decision.verdict is Verdict.PROMOTE:
+            with steps.step("promote"):
+                promote(target, new)
+            result.outcome, result.reason = Outcome.PROMOTED, decision.reason
+        else:
+            log.warning("rolling back %s %s: %s", spec.app, version, decision.reason)
+            outcome, how, restored = _restore(spec, target, before, steps)
+            result.outcome, result.reason = outcome, f"{decision.reason}; {how}"
+    except FerrymanError as e:
+        # Raised before or during a deploy that did not finish: the target's labels still
+        # name the restore point, so `ferryman rollback` can finish what this could not.
+        result.reason = f"{e.__class__.__name__}: {e}"
+        log.error("release failed: %s", result.reason)
+    result.measurements = _records(analysis, version)
+    if before is not None:
+        result.rollback_measurements = _records(restored, before.version)
+    result.steps = steps.records
+    result.seconds = time.monotonic() - started
+    _publish(spec, result)
+    log.info("outcome: %s (%s)", result.outcome.value, result.reason)
+    return final_state(result)
+
+
+def final_state(result: ReleaseResult) -> State:
+    """Completed for a promotion; Failed (named RolledBack for a clean rollback) otherwise.
+
+    The release record is the state's data either way, so callers read it with
+    `state.result(raise_on_failure=False)`.
+    """
+    if result.outcome is Outcome.PROMOTED:
+        return Completed(message=result.reason, data=result)
+    name = "RolledBack" if result.outcome is Outcome.ROLLED_BACK else "Failed"
+    return Failed(name=name, message=result.reason, data=result)

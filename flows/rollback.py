@@ -1,0 +1,67 @@
+"""The rollback flow behind `ferryman rollback`: go back to the recorded earlier version."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, get_run_logger
+from prefect.states import State
+
+from flows.release import _publish, _records, _rename_run, _restore, _Steps, final_state
+from tasks.errors import FerrymanError, TargetError
+from tasks.registries import load_auth
+from tasks.releases import Outcome, ReleaseResult
+from tasks.spec import load_spec
+from tasks.steps import promote, read_status
+from tasks.targets import TargetStatus, Version, get_target
+
+
+def rollback_point(status: TargetStatus) -> Version:
+    """What to restore: the stable version if the service left it, else the one before it.
+
+    Raises TargetError when the service records no earlier version than the one it runs.
+    """
+    if not status.exists or status.current is None:
+        raise TargetError("nothing is deployed, so there is nothing to roll back")
+    if status.stable is not None and status.stable != status.current:
+        return status.stable
+    if status.previous is not None and status.previous != status.current:
+        return status.previous
+    raise TargetError(
+        f"no version earlier than {status.current.version} is recorded on the service"
+    )
+
+
+@flow(name="rollback", log_prints=True)
+def rollback_release(spec_path: str) -> State:
+    """Restore the app's earlier version, verify it with the spec's analysis, mark it stable."""
+    started = time.monotonic()
+    spec = load_spec(spec_path)
+    steps = _Steps()
+    target = get_target(spec, load_auth(spec.registry))
+    status = read_status(target)
+    current = status.current
+    result = ReleaseResult(
+        app=spec.app, version=current.version if current else "none", strategy="rollback",
+        outcome=Outcome.FAILED, reason="not finished",
+    )
+    try:
+        to = rollback_point(status)
+        _rename_run(f"{spec.app} {current.version} -> {to.version} (rollback)")
+        result = result.model_copy(update={
+            "version": to.version, "image": to.image, "digest": to.image.rpartition("@")[2],
+            "previous_version": current.version, "previous_image": current.image,
+        })
+        outcome, how, check = _restore(spec, target, to, steps)
+        result.rollback_measurements = _records(check, to.version)
+        if outcome is Outcome.ROLLED_BACK:
+            with steps.step("promote"):
+                promote(target, to)
+        result.outcome, result.reason = outcome, how
+    except FerrymanError as e:
+        result.reason = f"{e.__class__.__name__}: {e}"
+    result.steps = steps.records
+    result.seconds = time.monotonic() - started
+    _publish(spec, result)
+    get_run_logger().info("outcome: %s (%s)", result.outcome.value, result.reason)
+    return final_state(result)

@@ -1,0 +1,519 @@
+"""The local stack: everything a release needs, on one machine, bound to 127.0.0.1.
+
+`up` starts what is not running (dockerd + a single-node Swarm, an attachable overlay
+network, the CNCF registry with htpasswd auth, Prometheus and a traffic generator in
+containers on that network, a Prefect server) and changes nothing that already runs as
+wanted. `down` removes what `up` made and nothing else; the data under the state folder
+(registry blobs, the Prefect database, Prometheus' volume) stays unless `purge` is asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+import yaml
+
+from tasks.errors import SpecError, StackError
+from tasks.spec import ReleaseSpec, load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+NETWORK = "ferryman"
+PREFECT_PORT = 4200
+REGISTRY = "127.0.0.1:5000"
+REGISTRY_USER = "ferryman"
+REGISTRY_BLOCK = "local-registry"
+PROMETHEUS = "ferryman-prometheus"
+TRAFFIC = "ferryman-traffic"
+STACK_LABEL = "ferryman.stack"
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    """Where the stack keeps its state: `.state/` in the checkout unless FERRYMAN_STATE_DIR."""
+
+    root: Path
+
+    @classmethod
+    def default(cls) -> StackPaths:
+        return cls(Path(os.environ.get("FERRYMAN_STATE_DIR", ROOT / ".state")).resolve())
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "registry"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.root / "prefect"
+
+    @property
+    def record(self) -> Path:
+        """What `up` started itself, so `down` stops only that."""
+        return self.root / "stack.json"
+
+    def load_record(self) -> dict:
+        try:
+            return json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def save_record(self, record: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.record.write_text(json.dumps(record, indent=2))
+
+
+def prefect_api_url() -> str:
+    return f"http://127.0.0.1:{PREFECT_PORT}/api"
+
+
+def registry_password(paths: StackPaths) -> str:
+    """The local registry's password, made once and kept readable by root only."""
+    file = paths.registry / "password"
+    if not file.exists():
+        paths.registry.mkdir(parents=True, exist_ok=True)
+        file.touch(mode=0o600)
+        file.write_text(secrets.token_urlsafe(24))
+    return file.read_text().strip()
+
+
+# -- small helpers ------------------------------------------------------------------------
+
+
+def _http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    hint = f"; see {log}" if log else ""
+    raise StackError(f"{what} did not come up within {timeout:.0f}s{hint}")
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    """Start a host process in its own session (so `down` can stop its whole group)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, **(env or {})},
+        )
+    return process.pid
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _stop(pid: int | None, name: str, say: Say, grace: float = 20.0) -> None:
+    if not _alive(pid):
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+    say(f"{name}: stopped (pid {pid})")
+
+
+def _need(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        raise StackError(f"{binary} is not installed; run `make setup` (as root on Debian)")
+    return path
+
+
+def app_specs() -> list[ReleaseSpec]:
+    """The release specs under deployments/: what Prometheus scrapes and the traffic hits."""
+    specs = []
+    for file in sorted((ROOT / "deployments").glob("*/release.yaml")):
+        try:
+            specs.append(load_spec(file))
+        except SpecError as e:
+            raise StackError(f"cannot configure the stack for {file}:\n{e}") from None
+    return specs
+
+
+# -- components ---------------------------------------------------------------------------
+
+
+def _docker(timeout: int = 30) -> docker.DockerClient | None:
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+        return client
+    except (docker.errors.DockerException, OSError):
+        return None
+
+
+def ensure_dockerd(paths: StackPaths, record: dict, say: Say) -> docker.DockerClient:
+    client = _docker()
+    if client is not None:
+        say("dockerd: up")
+        return client
+    dockerd = _need("dockerd")
+    log = paths.logs / "dockerd.log"
+    record["dockerd_pid"] = _spawn([dockerd], log)
+    _wait_for("dockerd", lambda: _docker() is not None, 60, log)
+    say(f"dockerd: started (pid {record['dockerd_pid']}, log {log})")
+    return _docker()
+
+
+def ensure_swarm(client: docker.DockerClient, record: dict, say: Say) -> None:
+    state = client.info()["Swarm"]["LocalNodeState"]
+    if state == "active":
+        say("swarm: active")
+        return
+    client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
+    record["swarm_initialized"] = True
+    say("swarm: initialised (single node, advertised on 127.0.0.1)")
+
+
+def ensure_network(client: docker.DockerClient, say: Say) -> None:
+    if any(n.name == NETWORK for n in client.networks.list(names=[NETWORK])):
+        say(f"network {NETWORK}: present")
+        return
+    client.networks.create(
+        NETWORK, driver="overlay", attachable=True, labels={STACK_LABEL: "true"}
+    )
+    say(f"network {NETWORK}: created (overlay, attachable)")
+
+
+def ensure_prefect(paths: StackPaths, record: dict, say: Say) -> None:
+    health = f"{prefect_api_url()}/health"
+    if _http_status(health) == 200:
+        say(f"prefect: up at http://127.0.0.1:{PREFECT_PORT}")
+        return
+    paths.prefect_home.mkdir(parents=True, exist_ok=True)
+    log = paths.logs / "prefect.log"
+    record["prefect_pid"] = _spawn(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start",
+         "--host", "127.0.0.1", "--port", str(PREFECT_PORT)],
+        log,
+        env={
+            "PREFECT_HOME": str(paths.prefect_home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+            "DO_NOT_TRACK": "1",
+        },
+    )
+    _wait_for("the Prefect server", lambda: _http_status(health) == 200, 120, log)
+    say(f"prefect: started at http://127.0.0.1:{PREFECT_PORT} (pid {record['prefect_pid']})")
+
+
+def ensure_registry(paths: StackPaths, record: dict, say: Say) -> None:
+    url = f"http://{REGISTRY}/v2/"
+    if _http_status(url) in (200, 401):
+        say(f"registry: up at {REGISTRY}")
+        return
+    registry = _need("docker-registry")
+    htpasswd = _need("htpasswd")
+    password = registry_password(paths)
+    (paths.registry / "data").mkdir(parents=True, exist_ok=True)
+    hashed = subprocess.run(  # -i: the password goes through stdin, never argv
+        [htpasswd, "-niB", REGISTRY_USER], input=password, capture_output=True, text=True,
+        check=True,
+    ).stdout
+    (paths.registry / "htpasswd").write_text(hashed)
+    config = {
+        "version": 0.1,
+        "log": {"level": "info", "formatter": "text"},
+        "storage": {
+            "filesystem": {"rootdirectory": str(paths.registry / "data")},
+            "delete": {"enabled": True},
+        },
+        "http": {"addr": REGISTRY, "secret": secrets.token_hex(16)},
+        "auth": {"htpasswd": {"realm": "ferryman", "path": str(paths.registry / "htpasswd")}},
+    }
+    config_file = paths.registry / "config.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    config_file.chmod(0o600)
+    log = paths.logs / "registry.log"
+    record["registry_pid"] = _spawn([registry, "serve", str(config_file)], log)
+    _wait_for("the registry", lambda: _http_status(url) in (200, 401), 30, log)
+    say(f"registry: started at {REGISTRY} (pid {record['registry_pid']}, htpasswd auth)")
+
+
+def ensure_registry_block(paths: StackPaths, say: Say) -> None:
+    """The prefect-docker block the demo spec names, holding the local registry's password."""
+    from prefect_docker.credentials import DockerRegistryCredentials
+
+    os.environ.setdefault("PREFECT_API_URL", prefect_api_url())
+    DockerRegistryCredentials(
+        username=REGISTRY_USER, password=registry_password(paths), registry_url=REGISTRY
+    ).save(REGISTRY_BLOCK, overwrite=True)
+    say(f"prefect block {REGISTRY_BLOCK!r}: saved (DockerRegistryCredentials for {REGISTRY})")
+
+
+def _build_context_image(client: docker.DockerClient, context: Path, tag: str) -> str:
+    try:
+        image, _ = client.images.build(path=str(context), tag=tag, rm=True, forcerm=True)
+    except docker.errors.BuildError as e:
+        tail = "\n".join(str(c.get("stream", c.get("error", ""))).strip() for c in e.build_log)
+        raise StackError(f"building {tag} failed: {e.msg}\n{tail[-2000:]}") from None
+    return image.id
+
+
+def build_go_binaries(say: Say) -> None:
+    """The demo app and the traffic generator are Go programs built static on the host."""
+    for name in ("demo-app", "traffic"):
+        script = ROOT / "examples" / name / "build.sh"
+        _need("go")
+        out = subprocess.run(["sh", str(script)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise StackError(f"{script} failed:\n{out.stdout}{out.stderr}")
+        say(f"binary {name}: {out.stdout.strip().splitlines()[-1]}")
+
+
+def prometheus_image(client: docker.DockerClient, paths: StackPaths) -> str:
+    """Debian's prometheus in a FROM scratch image with the libraries `ldd` lists."""
+    binary = Path(_need("prometheus")).resolve()
+    context = paths.root / "images" / "prometheus"
+    if context.exists():
+        shutil.rmtree(context)
+    rootfs = context / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy2(binary, rootfs / "bin" / "prometheus")
+    ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+    for line in ldd.splitlines():
+        parts = line.split()
+        lib = parts[2] if "=>" in parts and len(parts) > 2 else parts[0]
+        if lib.startswith("/"):
+            target = rootfs / lib.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(lib).resolve(), target)
+    (rootfs / "prometheus").mkdir()
+    (context / "Dockerfile").write_text(
+        "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/bin/prometheus\"]\n"
+    )
+    return _build_context_image(client, context, "ferryman/prometheus:local")
+
+
+def prometheus_config(specs: list[ReleaseSpec]) -> str:
+    """Scrape every replica of every app: DNS service discovery on `tasks.<service>`."""
+    jobs = [
+        {
+            "job_name": spec.app,
+            "metrics_path": spec.target.metrics_path,
+            "dns_sd_configs": [{
+                "names": [f"tasks.{spec.target.service}"],
+                "type": "A",
+                "port": spec.target.port,
+                "refresh_interval": "5s",
+            }],
+        }
+        for spec in specs
+    ]
+    config = {
+        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        "scrape_configs": [
+            {"job_name": "prometheus", "static_configs": [{"targets": ["localhost:9090"]}]},
+            *jobs,
+        ],
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _ensure_container(
+    client: docker.DockerClient, name: str, say: Say, describe: str, fingerprint: str = "",
+    **run: object,
+) -> None:
+    """Run a container unless one with the same settings (hashed into a label) already runs.
+
+    `fingerprint` stands for settings that live outside `run`, such as a mounted config file.
+    """
+    settings = json.dumps(run, sort_keys=True, default=str) + fingerprint
+    digest = hashlib.sha256(settings.encode()).hexdigest()
+    try:
+        existing = client.containers.get(name)
+    except docker.errors.NotFound:
+        existing = None
+    if existing is not None:
+        same = existing.labels.get("ferryman.config-hash") == digest
+        if same and existing.status == "running":
+            say(f"{name}: running ({describe})")
+            return
+        existing.remove(force=True)
+    client.containers.run(
+        name=name, detach=True, network=NETWORK, restart_policy={"Name": "unless-stopped"},
+        labels={STACK_LABEL: "true", "ferryman.config-hash": digest}, **run,
+    )
+    say(f"{name}: {'restarted' if existing else 'started'} ({describe})")
+
+
+def ensure_prometheus(
+    client: docker.DockerClient, paths: StackPaths, specs: list[ReleaseSpec], say: Say
+) -> None:
+    config_dir = paths.root / "prometheus"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "prometheus.yml").write_text(prometheus_config(specs))
+    image = prometheus_image(client, paths)
+    _ensure_container(
+        client, PROMETHEUS, say, "API on http://127.0.0.1:9090",
+        image=image,
+        command=[
+            "--config.file=/etc/prometheus/prometheus.yml",
+            "--storage.tsdb.path=/prometheus",
+            "--storage.tsdb.retention.time=15d",
+            "--web.listen-address=0.0.0.0:9090",
+            "--web.enable-lifecycle",
+        ],
+        fingerprint=hashlib.sha256((config_dir / "prometheus.yml").read_bytes()).hexdigest(),
+        volumes={
+            str(config_dir): {"bind": "/etc/prometheus", "mode": "ro"},
+            "ferryman-prometheus-data": {"bind": "/prometheus", "mode": "rw"},
+        },
+        ports={"9090/tcp": ("127.0.0.1", 9090)},
+    )
+    _wait_for(
+        "Prometheus", lambda: _http_status("http://127.0.0.1:9090/-/ready") == 200, 60
+    )
+
+
+def ensure_traffic(client: docker.DockerClient, specs: list[ReleaseSpec], say: Say) -> None:
+    targets = ",".join(f"{s.target.service}:{s.target.port}/" for s in specs)
+    image = _build_context_image(client, ROOT / "examples" / "traffic", "ferryman/traffic:local")
+    _ensure_container(
+        client, TRAFFIC, say, f"{targets or 'no targets'} at 20 req/s each",
+        image=image, environment={"TARGETS": targets, "RPS": "20"},
+    )
+
+
+# -- the commands -------------------------------------------------------------------------
+
+
+def up(say: Say = print, paths: StackPaths | None = None) -> None:
+    """Bring the local stack up; idempotent. Raises StackError naming what did not start."""
+    paths = paths or StackPaths.default()
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    record = paths.load_record()
+    try:
+        specs = app_specs()
+        client = ensure_dockerd(paths, record, say)
+        ensure_swarm(client, record, say)
+        ensure_network(client, say)
+        ensure_prefect(paths, record, say)
+        ensure_registry(paths, record, say)
+        ensure_registry_block(paths, say)
+        build_go_binaries(say)
+        ensure_prometheus(client, paths, specs, say)
+        ensure_traffic(client, specs, say)
+    finally:
+        paths.save_record(record)
+    say(f"Prefect UI: http://127.0.0.1:{PREFECT_PORT}")
+
+
+def status(say: Say = print, paths: StackPaths | None = None) -> bool:
+    """Print each component's state; True when all are up."""
+    paths = paths or StackPaths.default()
+    checks: list[tuple[str, bool, str]] = []
+    client = _docker(timeout=10)
+    checks.append(("dockerd", client is not None, "docker engine answering"))
+    if client is not None:
+        swarm = client.info()["Swarm"]["LocalNodeState"]
+        checks.append(("swarm", swarm == "active", swarm))
+        checks.append(("network", bool(client.networks.list(names=[NETWORK])), NETWORK))
+        for name in (PROMETHEUS, TRAFFIC):
+            try:
+                state = client.containers.get(name).status
+            except docker.errors.NotFound:
+                state = "absent"
+            checks.append((name, state == "running", state))
+        for service in client.services.list(filters={"label": "ferryman.managed=true"}):
+            labels = service.attrs["Spec"].get("Labels", {})
+            checks.append((
+                f"service {service.name}", True,
+                f"running {labels.get('ferryman.version', '?')}, "
+                f"stable {labels.get('ferryman.stable.version', 'none')}",
+            ))
+    checks.append(("registry", _http_status(f"http://{REGISTRY}/v2/") in (200, 401), REGISTRY))
+    checks.append((
+        "prometheus api", _http_status("http://127.0.0.1:9090/-/ready") == 200,
+        "http://127.0.0.1:9090",
+    ))
+    checks.append((
+        "prefect", _http_status(f"{prefect_api_url()}/health") == 200,
+        f"http://127.0.0.1:{PREFECT_PORT}",
+    ))
+    for name, ok, detail in checks:
+        say(f"{name:<24} {'up  ' if ok else 'DOWN'}  {detail}")
+    return all(ok for _, ok, _ in checks)
+
+
+def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False) -> None:
+    """Remove what `up` made: containers, app services on the stack network, the network,
+    and the processes and Swarm that `up` itself started. `purge` also deletes the data."""
+    paths = paths or StackPaths.default()
+    record = paths.load_record()
+    client = _docker(timeout=30)
+    if client is not None:
+        for container in client.containers.list(all=True, filters={"label": f"{STACK_LABEL}=true"}):
+            container.remove(force=True)
+            say(f"{container.name}: removed")
+        # App services sit on the stack's network; it cannot go while they are attached.
+        for service in client.services.list(filters={"label": "ferryman.managed=true"}):
+            service.remove()
+            say(f"service {service.name}: removed")
+        for network in client.networks.list(names=[NETWORK]):
+            for _ in range(30):
+                try:
+                    network.remove()
+                    say(f"network {NETWORK}: removed")
+                    break
+                except docker.errors.APIError:
+                    time.sleep(1)  # service tasks take a moment to detach
+        if purge:
+            with contextlib.suppress(docker.errors.NotFound):
+                client.volumes.get("ferryman-prometheus-data").remove(force=True)
+        if record.pop("swarm_initialized", False):
+            client.swarm.leave(force=True)
+            say("swarm: left (ferryman had initialised it)")
+    _stop(record.pop("registry_pid", None), "registry", say)
+    _stop(record.pop("prefect_pid", None), "prefect", say)
+    _stop(record.pop("dockerd_pid", None), "dockerd", say)
+    paths.save_record(record)
+    if purge:
+        shutil.rmtree(paths.root, ignore_errors=True)
+        say(f"state folder {paths.root}: removed")

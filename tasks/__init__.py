@@ -1,0 +1,1 @@
+"""Ferryman's release steps: each module handles one thing (images, targets, analysis)."""

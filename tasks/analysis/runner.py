@@ -1,0 +1,85 @@
+"""The analysis loop: measure every metric every `interval`, `count` times, deciding each round."""
+
+from __future__ import annotations
+
+import string
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tasks.analysis.decision import Decision, Policy, Verdict, decide
+from tasks.analysis.measurement import Measurement, Phase, judge
+from tasks.analysis.prometheus import MetricProvider, ProviderError
+from tasks.spec import AnalysisSpec, MetricSpec
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """The decision and every measurement that led to it, in the order they were taken."""
+
+    decision: Decision
+    measurements: tuple[Measurement, ...]
+
+
+def policy_of(analysis: AnalysisSpec) -> Policy:
+    """The decision policy an analysis spec describes."""
+    return Policy(
+        metrics=tuple(m.name for m in analysis.metrics),
+        count=analysis.count,
+        failure_limit=analysis.failure_limit,
+        inconclusive_limit=analysis.inconclusive_limit,
+        consecutive_error_limit=analysis.consecutive_error_limit,
+        on_inconclusive=analysis.on_inconclusive,
+    )
+
+
+def render_query(metric: MetricSpec, variables: dict[str, str]) -> str:
+    """Fill a metric's `${...}` placeholders (validated against QUERY_VARIABLES by the spec)."""
+    return string.Template(metric.query).substitute(variables)
+
+
+def measure(
+    provider: MetricProvider, metric: MetricSpec, promql: str, index: int, at: datetime
+) -> Measurement:
+    """Take one measurement; a provider failure becomes an `error` measurement, not a raise."""
+    try:
+        value = provider.query(promql, at)
+    except ProviderError as e:
+        return Measurement(metric.name, index, at, Phase.ERROR, None, str(e))
+    phase, message = judge(value, metric.threshold)
+    return Measurement(metric.name, index, at, phase, value, message)
+
+
+def run_analysis(
+    analysis: AnalysisSpec,
+    variables: dict[str, str],
+    provider: MetricProvider,
+    on_measurement: Callable[[Measurement], None] = lambda m: None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> AnalysisResult:
+    """Run the analysis until a verdict other than CONTINUE; called by the verify task.
+
+    Rounds are scheduled from the start (initial_delay + i * interval), so slow queries do
+    not stretch the analysis. Returns PROMOTE, ROLLBACK or PAUSE, never CONTINUE.
+    """
+    policy = policy_of(analysis)
+    queries = {m.name: render_query(m, variables) for m in analysis.metrics}
+    measurements: list[Measurement] = []
+    start = clock()
+    decision = Decision(Verdict.CONTINUE, "analysis not started")
+    for index in range(analysis.count):
+        wait = start + analysis.initial_delay + index * analysis.interval - clock()
+        if wait > 0:
+            sleep(wait)
+        at = now()
+        for metric in analysis.metrics:
+            m = measure(provider, metric, queries[metric.name], index, at)
+            measurements.append(m)
+            on_measurement(m)
+        decision = decide(measurements, policy)
+        if decision.verdict is not Verdict.CONTINUE:
+            break
+    return AnalysisResult(decision, tuple(measurements))

@@ -1,0 +1,125 @@
+"""The record of one release: what ran before, what runs now, the decision and why.
+
+Built by the release flow, printed by the CLI (`--json`) and rendered as the Prefect
+release-report and analysis-table artifacts.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from tasks.analysis.measurement import Measurement
+
+
+class Outcome(StrEnum):
+    """How a release ended. Never unknown: a release that cannot say is `failed`."""
+
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+
+class MeasurementRecord(BaseModel):
+    """A measurement as stored in the release record (JSON-friendly)."""
+
+    metric: str
+    index: int
+    at: str
+    phase: str
+    value: float | None
+    message: str
+    version: str
+
+    @classmethod
+    def of(cls, m: Measurement, version: str) -> MeasurementRecord:
+        return cls(
+            metric=m.metric, index=m.index, at=m.at.isoformat(timespec="seconds"),
+            phase=m.phase.value, value=m.value, message=m.message, version=version,
+        )
+
+
+class StepRecord(BaseModel):
+    """One step of the release and how long it took."""
+
+    name: str
+    seconds: float
+    outcome: str
+
+
+class ReleaseResult(BaseModel):
+    """Everything a person or a program needs to know about one release."""
+
+    app: str
+    version: str
+    strategy: str
+    outcome: Outcome
+    reason: str
+    digest: str | None = None
+    image: str | None = None
+    previous_version: str | None = None
+    previous_image: str | None = None
+    measurements: list[MeasurementRecord] = Field(default_factory=list)
+    rollback_measurements: list[MeasurementRecord] = Field(default_factory=list)
+    steps: list[StepRecord] = Field(default_factory=list)
+    seconds: float = 0.0
+
+    def exit_code(self) -> int:
+        """The CLI's exit code: 0 promoted, 3 rolled back cleanly, 1 anything else."""
+        return {Outcome.PROMOTED: 0, Outcome.ROLLED_BACK: 3}.get(self.outcome, 1)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+def analysis_rows(records: list[MeasurementRecord], thresholds: dict[str, str]) -> list[dict]:
+    """Rows of the analysis table artifact: one per measurement."""
+    return [
+        {
+            "version": r.version, "metric": r.metric, "#": r.index + 1, "at": r.at,
+            "value": _fmt(r.value), "threshold": thresholds.get(r.metric, ""),
+            "phase": r.phase, "note": r.message,
+        }
+        for r in records
+    ]
+
+
+def render_report(result: ReleaseResult) -> str:
+    """The release report artifact, in markdown."""
+    before = (
+        f"{result.previous_version} (`{result.previous_image}`)"
+        if result.previous_version else "nothing (first install)"
+    )
+    lines = [
+        f"# {result.app}: {result.previous_version or 'new'} -> {result.version}",
+        "",
+        f"**Outcome: {result.outcome.value}** — {result.reason}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| ran before | {before} |",
+        f"| released | {result.version} (`{result.image or 'not pushed'}`) |",
+        f"| digest | `{result.digest or '—'}` |",
+        f"| strategy | {result.strategy} |",
+        f"| duration | {result.seconds:.1f} s |",
+        "",
+        "## Steps",
+        "",
+        "| step | outcome | seconds |",
+        "|---|---|---|",
+        *[f"| {s.name} | {s.outcome} | {s.seconds:.1f} |" for s in result.steps],
+    ]
+    for title, records in (
+        ("Analysis of the new version", result.measurements),
+        ("Analysis of the restored version", result.rollback_measurements),
+    ):
+        if records:
+            lines += ["", f"## {title}", "", "| metric | # | value | phase | note |",
+                      "|---|---|---|---|---|"]
+            lines += [
+                f"| {r.metric} | {r.index + 1} | {_fmt(r.value)} | {r.phase} | {r.message} |"
+                for r in records
+            ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,128 @@
+"""Release spec validation: every problem is named by its field path, before anything runs."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.durations import parse_duration
+from tasks.errors import SpecError
+from tasks.spec import load_spec, parse_spec, validate_version
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "deployments" / "demo" / "release.yaml"
+
+
+def demo_data() -> dict:
+    return yaml.safe_load(DEMO.read_text())
+
+
+def parse(data: dict):
+    return parse_spec(data, DEMO.parent, "test.yaml")
+
+
+def with_change(path: str, value):
+    data = demo_data()
+    *parents, last = path.split(".")
+    node = data
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node[key]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+def error_of(data) -> str:
+    with pytest.raises(SpecError) as e:
+        parse(data)
+    return str(e.value)
+
+
+def test_demo_spec_is_valid():
+    spec = load_spec(DEMO)
+    assert spec.app == "demo" and spec.analysis.interval == 4.0
+    assert spec.image.context == (ROOT / "examples" / "demo-app").resolve()
+    assert spec.source == DEMO
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("app", "Demo_App", "app: String should match pattern"),
+        ("analysis.interval", "soon", "analysis.interval: not a duration: 'soon'"),
+        ("analysis.count", 0, "analysis.count: Input should be greater than or equal to 1"),
+        ("analysis.metrics.0.threshold", {}, "analysis.metrics[0].threshold: give min, max"),
+        ("analysis.metrics.0.threshold", {"min": 2, "max": 1},
+         "analysis.metrics[0].threshold: min 2.0 is above max 1.0"),
+        ("analysis.metrics.0.query", "rate(x{v=\"${versoin}\"}[1m])",
+         "analysis.metrics[0].query: unknown placeholder(s) ['versoin']"),
+        ("analysis.on_inconclusive", "ignore", "analysis.on_inconclusive: Input should be"),
+        ("analysis.metrics", [], "analysis.metrics: List should have at least 1 item"),
+        ("strategy", "big-bang", "strategy: Input should be 'rolling'"),
+        ("target.kind", "nomad", "target.kind: Input should be 'swarm'"),
+        ("target.stack_file", "missing.yml", "target.stack_file: stack file"),
+        ("image.context", "nowhere", "image.context: build context"),
+        ("registry.url", "http://x", "registry.url: String should match pattern"),
+        ("analysis.surprise", 1, "analysis.surprise: Extra inputs are not permitted"),
+        ("analysis", KeyError, "analysis: Field required"),
+    ],
+)
+def test_invalid_spec_names_the_field(path, value, message):
+    assert message in error_of(with_change(path, value))
+
+
+def test_every_problem_is_reported_at_once():
+    data = with_change("analysis.count", -1)
+    data["app"] = "UPPER"
+    text = error_of(data)
+    assert "analysis.count" in text and "app:" in text
+
+
+def test_duplicate_metric_names_are_refused():
+    data = demo_data()
+    data["analysis"]["metrics"].append(dict(data["analysis"]["metrics"][0]))
+    assert "repeated: ['error-rate']" in error_of(data)
+
+
+def test_not_a_mapping_is_refused():
+    with pytest.raises(SpecError, match="a YAML mapping"):
+        parse_spec(["app"], DEMO.parent, "test.yaml")
+
+
+def test_unreadable_file_is_named(tmp_path):
+    with pytest.raises(SpecError, match="cannot read release spec"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_bad_yaml_is_named(tmp_path):
+    bad = tmp_path / "release.yaml"
+    bad.write_text("app: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+
+
+@pytest.mark.parametrize("version", ["1.2.0", "v2", "1.0.0-rc.1", "2026_11_26"])
+def test_valid_versions(version):
+    assert validate_version(version) == version
+
+
+@pytest.mark.parametrize("version", ["", "-1", ".1", "1.0 beta", "a" * 129, "1/2"])
+def test_invalid_versions_are_refused(version):
+    with pytest.raises(SpecError, match="not a valid image tag"):
+        validate_version(version)
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("90", 90), (1.5, 1.5), ("500ms", 0.5), ("1m30s", 90), ("2h", 7200), (0, 0)],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["1 m", "s", "-5", "5x", True, None])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
