@@ -15,11 +15,13 @@ DEFAULT_API_URL = "http://127.0.0.1:4200/api"
 
 
 def _build_args(pairs: list[str]) -> dict[str, str]:
+    from tasks.errors import SpecError
+
     args = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--build-arg {pair!r}: expected KEY=VALUE")
+            raise SpecError(f"--build-arg {pair!r}: expected KEY=VALUE")
         args[key] = value
     return args
 

@@ -27,6 +27,7 @@ from tasks.releases import (
     StepRecord,
     analysis_rows,
     render_report,
+    threshold_text,
 )
 from tasks.spec import ReleaseSpec, load_spec, validate_version
 from tasks.steps import deploy, package, promote, push, read_status, rollback, verify
@@ -40,15 +41,16 @@ class Approval(RunInput):
     comment: str = ""
 
 
-class _Steps:
-    """Times each step for the report."""
+class StepClock:
+    """Times each step for the report, relative to the release's start."""
 
     def __init__(self) -> None:
+        self.origin = time.monotonic()
         self.records: list[StepRecord] = []
 
     @contextmanager
     def step(self, name: str):
-        start = time.monotonic()
+        start = time.monotonic() - self.origin
         outcome = "ok"
         try:
             yield
@@ -56,11 +58,15 @@ class _Steps:
             outcome = f"failed: {e.__class__.__name__}"
             raise
         finally:
-            seconds = time.monotonic() - start
-            self.records.append(StepRecord(name=name, seconds=seconds, outcome=outcome))
+            end = time.monotonic() - self.origin
+            self.records.append(StepRecord(name=name, start=start, end=end, outcome=outcome))
 
 
-def _rename_run(name: str) -> None:
+def rename_run(name: str) -> None:
+    """Give the running flow run a name that says what happens (`demo 1.1.0 -> 1.2.0`).
+
+    The name needs the version that runs now, which is only known inside the run.
+    """
     from prefect.client.orchestration import get_client
 
     ctx = get_run_context()
@@ -68,7 +74,8 @@ def _rename_run(name: str) -> None:
         client.update_flow_run(ctx.flow_run.id, name=name)
 
 
-def _ask_a_person(spec: ReleaseSpec, version: str, decision: Decision) -> Decision:
+def _ask_a_person(spec: ReleaseSpec, decision: Decision) -> Decision:
+    """Pause the run with an approval form; no answer within pause_timeout rolls back."""
     log = get_run_logger()
     log.warning("analysis inconclusive (%s): waiting for a person's decision", decision.reason)
     try:
@@ -81,22 +88,16 @@ def _ask_a_person(spec: ReleaseSpec, version: str, decision: Decision) -> Decisi
     return Decision(Verdict.ROLLBACK, f"rolled back by a person after: {decision.reason}{note}")
 
 
-def _records(result: AnalysisResult | None, version: str) -> list[MeasurementRecord]:
+def measurement_records(result: AnalysisResult | None, version: str) -> list[MeasurementRecord]:
+    """An analysis' measurements as release-record entries of `version`."""
     if result is None:
         return []
     return [MeasurementRecord.of(m, version) for m in result.measurements]
 
 
-def _publish(spec: ReleaseSpec, result: ReleaseResult) -> None:
-    thresholds = {
-        m.name: " ".join(
-            part for part in (
-                f"min {m.threshold.min:g}" if m.threshold.min is not None else "",
-                f"max {m.threshold.max:g}" if m.threshold.max is not None else "",
-            ) if part
-        )
-        for m in spec.analysis.metrics
-    }
+def publish_artifacts(spec: ReleaseSpec, result: ReleaseResult) -> None:
+    """The release report and the analysis table, keyed per app so their history browses."""
+    thresholds = {m.name: threshold_text(m.threshold) for m in spec.analysis.metrics}
     create_markdown_artifact(
         key=f"{spec.app}-release-report",
         markdown=render_report(result),
@@ -111,8 +112,8 @@ def _publish(spec: ReleaseSpec, result: ReleaseResult) -> None:
         )
 
 
-def _restore(
-    spec: ReleaseSpec, target: Target, to: Version | None, steps: _Steps
+def restore_and_verify(
+    spec: ReleaseSpec, target: Target, to: Version | None, steps: StepClock
 ) -> tuple[Outcome, str, AnalysisResult | None]:
     """Roll back and verify the restored version. Returns the outcome and why."""
     with steps.step("roll back"):
@@ -137,12 +138,12 @@ def release(
     log = get_run_logger()
     spec = load_spec(spec_path)
     validate_version(version)
-    steps = _Steps()
+    steps = StepClock()
     auth = load_auth(spec.registry)
     target = get_target(spec, auth)
     status = read_status(target)
     before = status.restore_point() or status.current
-    _rename_run(f"{spec.app} {before.version if before else 'new'} -> {version}")
+    rename_run(f"{spec.app} {before.version if before else 'new'} -> {version}")
 
     result = ReleaseResult(
         app=spec.app, version=version, strategy=spec.strategy, outcome=Outcome.FAILED,
@@ -168,26 +169,26 @@ def release(
                 analysis = verify(spec, new, before)
             decision = analysis.decision
             if decision.verdict is Verdict.PAUSE:
-                decision = _ask_a_person(spec, version, decision)
+                decision = _ask_a_person(spec, decision)
         if decision.verdict is Verdict.PROMOTE:
             with steps.step("promote"):
                 promote(target, new)
             result.outcome, result.reason = Outcome.PROMOTED, decision.reason
         else:
             log.warning("rolling back %s %s: %s", spec.app, version, decision.reason)
-            outcome, how, restored = _restore(spec, target, before, steps)
+            outcome, how, restored = restore_and_verify(spec, target, before, steps)
             result.outcome, result.reason = outcome, f"{decision.reason}; {how}"
     except FerrymanError as e:
         # Raised before or during a deploy that did not finish: the target's labels still
         # name the restore point, so `ferryman rollback` can finish what this could not.
         result.reason = f"{e.__class__.__name__}: {e}"
         log.error("release failed: %s", result.reason)
-    result.measurements = _records(analysis, version)
+    result.measurements = measurement_records(analysis, version)
     if before is not None:
-        result.rollback_measurements = _records(restored, before.version)
+        result.rollback_measurements = measurement_records(restored, before.version)
     result.steps = steps.records
     result.seconds = time.monotonic() - started
-    _publish(spec, result)
+    publish_artifacts(spec, result)
     log.info("outcome: %s (%s)", result.outcome.value, result.reason)
     return final_state(result)
 

@@ -7,7 +7,14 @@ import time
 from prefect import flow, get_run_logger
 from prefect.states import State
 
-from flows.release import _publish, _records, _rename_run, _restore, _Steps, final_state
+from flows.release import (
+    StepClock,
+    final_state,
+    measurement_records,
+    publish_artifacts,
+    rename_run,
+    restore_and_verify,
+)
 from tasks.errors import FerrymanError, TargetError
 from tasks.registries import load_auth
 from tasks.releases import Outcome, ReleaseResult
@@ -37,7 +44,7 @@ def rollback_release(spec_path: str) -> State:
     """Restore the app's earlier version, verify it with the spec's analysis, mark it stable."""
     started = time.monotonic()
     spec = load_spec(spec_path)
-    steps = _Steps()
+    steps = StepClock()
     target = get_target(spec, load_auth(spec.registry))
     status = read_status(target)
     current = status.current
@@ -47,13 +54,13 @@ def rollback_release(spec_path: str) -> State:
     )
     try:
         to = rollback_point(status)
-        _rename_run(f"{spec.app} {current.version} -> {to.version} (rollback)")
+        rename_run(f"{spec.app} {current.version} -> {to.version} (rollback)")
         result = result.model_copy(update={
             "version": to.version, "image": to.image, "digest": to.image.rpartition("@")[2],
             "previous_version": current.version, "previous_image": current.image,
         })
-        outcome, how, check = _restore(spec, target, to, steps)
-        result.rollback_measurements = _records(check, to.version)
+        outcome, how, check = restore_and_verify(spec, target, to, steps)
+        result.rollback_measurements = measurement_records(check, to.version)
         if outcome is Outcome.ROLLED_BACK:
             with steps.step("promote"):
                 promote(target, to)
@@ -62,6 +69,6 @@ def rollback_release(spec_path: str) -> State:
         result.reason = f"{e.__class__.__name__}: {e}"
     result.steps = steps.records
     result.seconds = time.monotonic() - started
-    _publish(spec, result)
+    publish_artifacts(spec, result)
     get_run_logger().info("outcome: %s (%s)", result.outcome.value, result.reason)
     return final_state(result)

@@ -9,6 +9,7 @@ wanted. `down` removes what `up` made and nothing else; the data under the state
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -99,9 +100,12 @@ def registry_password(paths: StackPaths) -> str:
 # -- small helpers ------------------------------------------------------------------------
 
 
-def _http_status(url: str, timeout: float = 2.0) -> int | None:
+def _http_status(
+    url: str, timeout: float = 2.0, headers: dict[str, str] | None = None
+) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status
     except urllib.error.HTTPError as e:
         return e.code
@@ -246,6 +250,13 @@ def ensure_prefect(paths: StackPaths, record: dict, say: Say) -> None:
 def ensure_registry(paths: StackPaths, record: dict, say: Say) -> None:
     url = f"http://{REGISTRY}/v2/"
     if _http_status(url) in (200, 401):
+        token = base64.b64encode(f"{REGISTRY_USER}:{registry_password(paths)}".encode()).decode()
+        if _http_status(url, headers={"Authorization": f"Basic {token}"}) != 200:
+            raise StackError(
+                f"a registry on {REGISTRY} refuses this stack's credentials: it was started "
+                f"from another state folder than {paths.root}. Stop it (`ferryman stack down` "
+                "where it was started) and run `up` again"
+            )
         say(f"registry: up at {REGISTRY}")
         return
     registry = _need("docker-registry")

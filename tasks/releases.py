@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from tasks.analysis.measurement import Measurement
+from tasks.spec import Threshold
 
 
 class Outcome(StrEnum):
@@ -41,11 +42,16 @@ class MeasurementRecord(BaseModel):
 
 
 class StepRecord(BaseModel):
-    """One step of the release and how long it took."""
+    """One step of the release: when it started and ended (seconds from the release's start)."""
 
     name: str
-    seconds: float
+    start: float
+    end: float
     outcome: str
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
 
 
 class ReleaseResult(BaseModel):
@@ -65,9 +71,29 @@ class ReleaseResult(BaseModel):
     steps: list[StepRecord] = Field(default_factory=list)
     seconds: float = 0.0
 
+    @computed_field
+    @property
+    def exposure_seconds(self) -> float | None:
+        """After a rollback: seconds from the new version serving (deploy done) to the
+        restored one serving again (rollback done). None when no rollback followed a deploy."""
+        ends = {s.name: s.end for s in self.steps if s.outcome == "ok"}
+        if "deploy" in ends and "roll back" in ends:
+            return ends["roll back"] - ends["deploy"]
+        return None
+
     def exit_code(self) -> int:
         """The CLI's exit code: 0 promoted, 3 rolled back cleanly, 1 anything else."""
         return {Outcome.PROMOTED: 0, Outcome.ROLLED_BACK: 3}.get(self.outcome, 1)
+
+
+def threshold_text(threshold: Threshold) -> str:
+    """`min 0.9 max 1` style text for tables."""
+    parts = []
+    if threshold.min is not None:
+        parts.append(f"min {threshold.min:g}")
+    if threshold.max is not None:
+        parts.append(f"max {threshold.max:g}")
+    return " ".join(parts)
 
 
 def _fmt(value: float | None) -> str:
@@ -104,6 +130,10 @@ def render_report(result: ReleaseResult) -> str:
         f"| digest | `{result.digest or '—'}` |",
         f"| strategy | {result.strategy} |",
         f"| duration | {result.seconds:.1f} s |",
+        *(
+            [f"| new version served for | {result.exposure_seconds:.1f} s until restored |"]
+            if result.exposure_seconds is not None else []
+        ),
         "",
         "## Steps",
         "",

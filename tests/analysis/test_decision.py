@@ -51,7 +51,8 @@ def test_pauses_on_inconclusive_when_policy_says_pause():
 
 
 def test_tolerates_inconclusive_up_to_limit():
-    assert decide(series("errors", I, S, S), policy(inconclusive_limit=1)).verdict is Verdict.PROMOTE
+    d = decide(series("errors", I, S, S), policy(inconclusive_limit=1))
+    assert d.verdict is Verdict.PROMOTE
 
 
 def test_never_promotes_when_all_measurements_are_inconclusive_within_limit():
@@ -81,7 +82,8 @@ def test_an_analysis_where_every_measurement_errored_is_not_successful():
 
 
 def test_zero_consecutive_error_limit_rolls_back_on_first_error():
-    assert decide(series("errors", E), policy(consecutive_error_limit=0)).verdict is Verdict.ROLLBACK
+    d = decide(series("errors", E), policy(consecutive_error_limit=0))
+    assert d.verdict is Verdict.ROLLBACK
 
 
 def test_each_metric_needs_a_success_of_its_own():

@@ -1,0 +1,120 @@
+"""Whole releases of the demo app through the `ferryman` CLI, on the real local stack.
+
+Each bad version is an image built with other build args, released over a good baseline;
+every rollback must leave the baseline serving on every replica.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.stack
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = str(ROOT / "deployments" / "demo" / "release.yaml")
+FERRYMAN = str(Path(sys.executable).parent / "ferryman")
+RUN = f"t{int(time.time()) % 1_000_000}"
+
+
+def ferryman(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [FERRYMAN, *args], capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
+
+
+def release(version: str, *build_args: str) -> tuple[int, dict]:
+    """Run `ferryman release --json`; return the exit code and the JSON record."""
+    args = ["release", SPEC, "--version", version, "--json"]
+    for pair in build_args:
+        args += ["--build-arg", pair]
+    done = ferryman(*args)
+    lines = done.stdout.strip().splitlines()
+    assert lines, f"no output; stderr:\n{done.stderr[-3000:]}"
+    return done.returncode, json.loads(lines[-1])
+
+
+def status() -> dict:
+    done = ferryman("status", SPEC, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def baseline() -> dict:
+    """A good version, promoted: what every failed release below must restore."""
+    code, record = release(f"1.0.0-{RUN}")
+    assert (code, record["outcome"]) == (0, "promoted"), record["reason"]
+    return record
+
+
+def assert_baseline_serving(baseline: dict) -> None:
+    now = status()
+    assert now["running"] == baseline["version"]
+    assert now["running_image"] == baseline["image"]
+    assert now["stable"] == baseline["version"]
+    running, desired = now["replicas"].split("/")
+    assert running == desired != "0"
+
+
+def test_good_release_is_promoted_and_recorded(baseline):
+    assert baseline["digest"].startswith("sha256:")
+    assert baseline["image"].endswith("@" + baseline["digest"])
+    phases = {m["phase"] for m in baseline["measurements"]}
+    assert "successful" in phases and not phases & {"failed", "error"}
+    assert {m["metric"] for m in baseline["measurements"]} == {"error-rate", "latency-p95"}
+    assert_baseline_serving(baseline)
+
+
+def test_rolls_back_when_error_rate_exceeds_max(baseline):
+    code, record = release(f"1.1.0-{RUN}-errors", "FAIL_RATE=0.5")
+    assert (code, record["outcome"]) == (3, "rolled_back")
+    assert record["previous_version"] == baseline["version"]
+    assert "error-rate" in record["reason"] and "above max 0.05" in record["reason"]
+    failed = [m for m in record["measurements"] if m["phase"] == "failed"]
+    assert failed and failed[-1]["value"] > 0.05
+    # The rollback was verified on the restored version, with measurements of its own.
+    restored = record["rollback_measurements"]
+    assert restored and {m["version"] for m in restored} == {baseline["version"]}
+    assert_baseline_serving(baseline)
+
+
+def test_rolls_back_when_latency_exceeds_max(baseline):
+    code, record = release(f"1.1.0-{RUN}-slow", "EXTRA_LATENCY_MS=400")
+    assert (code, record["outcome"]) == (3, "rolled_back")
+    assert "latency-p95" in record["reason"]
+    slow = [m for m in record["measurements"] if m["metric"] == "latency-p95"]
+    assert slow[-1]["phase"] == "failed" and slow[-1]["value"] > 0.25
+    assert_baseline_serving(baseline)
+
+
+def test_rolls_back_a_version_that_crashes_on_start(baseline):
+    code, record = release(f"1.1.0-{RUN}-crash", "CRASH_ON_START=1")
+    assert (code, record["outcome"]) == (3, "rolled_back")
+    assert record["reason"].startswith("deploy failed")
+    assert record["measurements"] == []  # never analysed: it never ran
+    assert_baseline_serving(baseline)
+
+
+def test_never_promotes_a_version_without_metrics(baseline):
+    code, record = release(f"1.1.0-{RUN}-dark", "DISABLE_METRICS=1")
+    assert (code, record["outcome"]) == (3, "rolled_back")
+    assert "inconclusive" in record["reason"]
+    phases = {m["phase"] for m in record["measurements"]}
+    assert phases == {"inconclusive"}
+    assert_baseline_serving(baseline)
+
+
+def test_rollback_command_restores_and_verifies_the_previous_version(baseline):
+    code, newer = release(f"1.2.0-{RUN}")
+    assert (code, newer["outcome"]) == (0, "promoted")
+    assert status()["previous"] == baseline["version"]
+    done = ferryman("rollback", SPEC)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "outcome: rolled_back"
+    assert_baseline_serving(baseline)
