@@ -39,6 +39,7 @@ PREFECT_PORT = 4200
 REGISTRY = "127.0.0.1:5000"
 REGISTRY_USER = "ferryman"
 REGISTRY_BLOCK = "local-registry"
+WORK_POOL = "ferryman"
 PROMETHEUS = "ferryman-prometheus"
 TRAFFIC = "ferryman-traffic"
 STACK_LABEL = "ferryman.stack"
@@ -247,6 +248,45 @@ def ensure_prefect(paths: StackPaths, record: dict, say: Say) -> None:
     say(f"prefect: started at http://127.0.0.1:{PREFECT_PORT} (pid {record['prefect_pid']})")
 
 
+def _prefect_cli(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "prefect"), *args]
+
+
+def _prefect_env() -> dict[str, str]:
+    return {**os.environ, "PREFECT_API_URL": prefect_api_url(), "FERRYMAN_ROOT": str(ROOT)}
+
+
+def ensure_deployments(paths: StackPaths, record: dict, say: Say) -> None:
+    """The work pool, the deployments of prefect.yaml, and a process worker on the pool."""
+    env = _prefect_env()
+    inspect = subprocess.run(
+        _prefect_cli("work-pool", "inspect", WORK_POOL), capture_output=True, text=True, env=env
+    )
+    if inspect.returncode != 0:
+        subprocess.run(
+            _prefect_cli("work-pool", "create", WORK_POOL, "--type", "process"),
+            capture_output=True, text=True, env=env, check=True,
+        )
+        say(f"work pool {WORK_POOL}: created (process)")
+    deployed = subprocess.run(
+        _prefect_cli("--no-prompt", "deploy", "--all"),
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )
+    if deployed.returncode != 0:
+        output = deployed.stdout[-2000:] + deployed.stderr[-2000:]
+        raise StackError(f"prefect deploy failed:\n{output}")
+    say("deployments: release/manual, rollback/manual applied from prefect.yaml")
+    if _alive(record.get("worker_pid")):
+        say(f"worker: running on pool {WORK_POOL} (pid {record['worker_pid']})")
+        return
+    log = paths.logs / "worker.log"
+    record["worker_pid"] = _spawn(
+        _prefect_cli("worker", "start", "--pool", WORK_POOL, "--type", "process"),
+        log, env={"PREFECT_API_URL": prefect_api_url(), "FERRYMAN_ROOT": str(ROOT)},
+    )
+    say(f"worker: started on pool {WORK_POOL} (pid {record['worker_pid']}, log {log})")
+
+
 def ensure_registry(paths: StackPaths, record: dict, say: Say) -> None:
     url = f"http://{REGISTRY}/v2/"
     if _http_status(url) in (200, 401):
@@ -448,6 +488,7 @@ def up(say: Say = print, paths: StackPaths | None = None) -> None:
         ensure_prefect(paths, record, say)
         ensure_registry(paths, record, say)
         ensure_registry_block(paths, say)
+        ensure_deployments(paths, record, say)
         build_go_binaries(say)
         ensure_prometheus(client, paths, specs, say)
         ensure_traffic(client, specs, say)
@@ -521,6 +562,7 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
         if record.pop("swarm_initialized", False):
             client.swarm.leave(force=True)
             say("swarm: left (ferryman had initialised it)")
+    _stop(record.pop("worker_pid", None), "worker", say)
     _stop(record.pop("registry_pid", None), "registry", say)
     _stop(record.pop("prefect_pid", None), "prefect", say)
     _stop(record.pop("dockerd_pid", None), "dockerd", say)
