@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from datetime import datetime
 from typing import Protocol
@@ -46,24 +47,43 @@ class PrometheusProvider:
             ) from None
         except ValueError as e:  # a body that is not JSON: not Prometheus answering
             raise ProviderError(f"Prometheus at {self.url} sent no JSON ({e})") from None
-        if not result:
-            return None
-        if isinstance(result[0], int | float):  # resultType scalar: [time, "value"]
-            return float(result[1])
-        if len(result) > 1:
-            raise ProviderError(
-                f"query returned {len(result)} series; aggregate it to one (e.g. sum(...))"
-            )
-        return float(result[0]["value"][1])
+        return _single_value(result)
+
+
+def _single_value(result: list) -> float | None:
+    """The one number in an instant query's result: a scalar or a one-series vector."""
+    if not result:
+        return None
+    if len(result) == 2 and isinstance(result[0], int | float):  # scalar: [time, "value"]
+        return _number(result[1])
+    if not all(isinstance(r, dict) for r in result):
+        raise ProviderError(f"query returned neither a scalar nor a vector: {result!r:.200}")
+    if len(result) > 1:
+        raise ProviderError(
+            f"query returned {len(result)} series; aggregate it to one (e.g. sum(...))"
+        )
+    if "value" not in result[0]:  # a range vector: `values`
+        raise ProviderError("query returned a range vector; use an instant vector (e.g. rate())")
+    return _number(result[0]["value"][1])
+
+
+def _number(text: object) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise ProviderError(f"query returned {text!r:.100}, not a number") from None
 
 
 def _rejection(message: str) -> str:
-    """Prometheus' own error text from the client's exception, without the response dump."""
-    start = message.find("b'{")
+    """Prometheus' own error text from the client's exception, without the response dump.
+
+    The client puts `repr(response.content)` in its message; undo the repr, then the JSON.
+    """
+    start = message.find("b'")
     if start != -1:
         try:
-            body = json.loads(message[start + 2 : message.rfind("}") + 1])
+            body = json.loads(ast.literal_eval(message[start : message.rfind("'") + 1]))
             return f"Prometheus rejected the query: {body.get('error', body)}"
-        except ValueError:
+        except (ValueError, SyntaxError, AttributeError):
             pass
     return f"Prometheus rejected the query: {message[:300]}"

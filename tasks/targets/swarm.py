@@ -191,26 +191,45 @@ class SwarmTarget:
         if service is None:
             progress(f"creating service {self.name} at {new.version}")
             before: set[str] = set()
+            stale = None
             self._create(new)
         else:
             labels = dict(service.attrs["Spec"].get("Labels") or {})
-            labels |= {MANAGED: "true", f"{LABEL}.app": self.spec.app}
-            labels |= _labels_for("", new) | _labels_for("previous.", restore_point)
-            if restore_point is not None and _version_from(labels, "stable.") is None:
+            if restore_point is not None and MANAGED not in labels:
                 # A service Ferryman did not create: what runs now is the only known good.
                 labels |= _labels_for("stable.", restore_point)
+            labels |= {MANAGED: "true", f"{LABEL}.app": self.spec.app}
+            labels |= _labels_for("", new) | _labels_for("previous.", restore_point)
             before = {t["ID"] for t in self._tasks(service)}
+            stale = _update_started(service)
             progress(f"updating service {self.name} to {new.version}")
             self._update(service, new, labels, self._update_config())
-        self._wait(new, before, progress, swarm_gave_up_is_failure=True)
+        self._wait(new, before, stale, progress, swarm_gave_up_is_failure=True)
 
     def promote(self, new: Version) -> None:
         """Record `new` as stable; a label-only update, so no task restarts."""
         service = self._service()
         if service is None:
             raise TargetError(f"service {self.name} vanished before it could be promoted")
-        labels = dict(service.attrs["Spec"].get("Labels") or {}) | _labels_for("stable.", new)
-        self._call(lambda: service.update(labels=labels), "label the service as promoted")
+        spec = service.attrs["Spec"]
+        labels = dict(spec.get("Labels") or {}) | _labels_for("stable.", new)
+        # The low-level call with the exact current spec: the SDK's Service.update re-reads
+        # the spec with defaults filled in (Resources={}, DNSConfig={}), which Swarm takes
+        # for a new task template and answers with a rolling restart of every replica.
+        self._call(
+            lambda: self.client.api.update_service(
+                service.id,
+                service.version,
+                task_template=spec["TaskTemplate"],
+                name=spec["Name"],
+                labels=labels,
+                mode=spec.get("Mode"),
+                update_config=spec.get("UpdateConfig"),
+                rollback_config=spec.get("RollbackConfig"),
+                endpoint_spec=spec.get("EndpointSpec"),
+            ),
+            "label the service as promoted",
+        )
 
     def rollback(self, to: Version | None, progress: Progress) -> None:
         """Put the service back on `to` and wait until it runs; remove it if `to` is None."""
@@ -225,16 +244,25 @@ class SwarmTarget:
             return
         labels = dict(service.attrs["Spec"].get("Labels") or {}) | _labels_for("", to)
         before = {t["ID"] for t in self._tasks(service)}
+        stale = _update_started(service)
         progress(f"restoring service {self.name} to {to.version}")
         # The stack file's rollback_config (typically all at once): getting the known good
         # version back fast matters more than a gentle rollout. The next deploy sets the
         # update_config again.
         self._update(service, to, labels, self.definition.deploy.rollback_config)
-        self._wait(to, before, progress, swarm_gave_up_is_failure=False)
+        self._wait(to, before, stale, progress, swarm_gave_up_is_failure=False)
 
     def _wait(
-        self, new: Version, before: set[str], progress: Progress, swarm_gave_up_is_failure: bool
+        self,
+        new: Version,
+        before: set[str],
+        stale_update: str | None,
+        progress: Progress,
+        swarm_gave_up_is_failure: bool,
     ) -> None:
+        """Poll until every replica runs `new`. `before` holds the task IDs and
+        `stale_update` the UpdateStatus start time from before our change: an update
+        status left over from an earlier update (ours changed no task, say) is not ours."""
         deadline = self.clock() + self.spec.target.deploy_timeout
         last_line = ""
         while True:
@@ -242,7 +270,8 @@ class SwarmTarget:
             if service is None:
                 raise DeployFailed(f"service {self.name} was removed while deploying")
             update = service.attrs.get("UpdateStatus") or {}
-            state = update.get("State")
+            ours = update.get("StartedAt") != stale_update
+            state = update.get("State") if ours else None
             if swarm_gave_up_is_failure and state in SWARM_GAVE_UP:
                 raise DeployFailed(
                     f"Swarm {state.replace('_', ' ')} the update to {new.version}: "
@@ -280,6 +309,10 @@ class SwarmTarget:
                     f"{len(ready)}/{replicas} tasks running"
                 )
             time.sleep(self.poll_seconds)
+
+
+def _update_started(service) -> str | None:
+    return (service.attrs.get("UpdateStatus") or {}).get("StartedAt")
 
 
 def _tag_of(image: str) -> str:

@@ -1,0 +1,433 @@
+"""SwarmTarget against the local stack's real single-node Swarm.
+
+Every test works on its own service, `ferryman-test-<hex>`, made from a copy of the demo's
+release spec and stack file, and removes it at the end. The images are built locally from
+examples/demo-app and referenced by image ID, so Swarm never tries to pull them. The `demo`
+service that releases run against is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import secrets
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+import yaml
+
+from tasks.errors import DeployFailed, TargetError
+from tasks.spec import ReleaseSpec, parse_spec
+from tasks.targets import get_target
+from tasks.targets.base import Version
+from tasks.targets.swarm import SwarmTarget
+
+pytestmark = pytest.mark.stack
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "deployments" / "demo"
+CONTEXT = ROOT / "examples" / "demo-app"
+IMAGE_REPOSITORY = "ferryman-test/swarm"
+REPLICAS = 2
+# Upper bound for waiting on Swarm to settle by itself (its own rollback); never asserted on.
+SETTLE_SECONDS = 60.0
+IN_PROGRESS = {"updating", "rollback_started"}
+
+
+# -- shared fixtures ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def docker_client():
+    client = docker.from_env(timeout=60)
+    try:
+        state = client.info()["Swarm"]["LocalNodeState"]
+    except (docker.errors.DockerException, OSError) as e:
+        pytest.fail(f"dockerd is not answering ({e}); run `ferryman stack up`")
+    if state != "active":
+        pytest.fail(f"Swarm is {state!r}, not active; run `ferryman stack up`")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def created_services(docker_client, images):
+    """Names of the services this module made; at the end, wait for their containers to go.
+
+    Depends on `images` so that it is torn down first: the images are removed once no
+    container uses them any more.
+    """
+    names: list[str] = []
+    yield names
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline and any(
+        # The low-level call: containers.list() inspects each one and trips on removals.
+        docker_client.api.containers(
+            all=True, filters={"label": f"com.docker.swarm.service.name={name}"}
+        )
+        for name in names
+    ):
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def images(docker_client) -> dict[str, Version]:
+    """Three local images of the demo app: two that run, one that exits at start."""
+    if not (CONTEXT / "demo-app").is_file():
+        subprocess.run(["sh", str(CONTEXT / "build.sh")], check=True)
+    variants = {
+        "good": {},
+        "good2": {},
+        "crash": {"CRASH_ON_START": "1"},
+    }
+    built = {}
+    for version, extra in variants.items():
+        image, _ = docker_client.images.build(
+            path=str(CONTEXT), tag=f"{IMAGE_REPOSITORY}:{version}",
+            buildargs={"VERSION": version, **extra}, rm=True, forcerm=True,
+        )
+        built[version] = Version(version, image.id)
+    assert len({v.image for v in built.values()}) == len(built), "test images must differ"
+    yield built
+    for version in variants:
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.images.remove(f"{IMAGE_REPOSITORY}:{version}")
+
+
+@pytest.fixture
+def service_name(docker_client, created_services):
+    """A unique service name; the service is removed afterwards, whatever the test did."""
+    name = f"ferryman-test-{secrets.token_hex(4)}"
+    created_services.append(name)
+    yield name
+    with contextlib.suppress(docker.errors.NotFound):
+        docker_client.services.get(name).remove()
+
+
+def write_spec(tmp_path: Path, name: str, **target: object) -> ReleaseSpec:
+    """The demo's release spec and stack file, renamed to `name` and made faster."""
+    stack = yaml.safe_load((DEMO / "stack.yml").read_text())
+    service = stack["services"].pop("demo")
+    service["environment"]["APP"] = name
+    service["stop_grace_period"] = "2s"
+    service["deploy"]["replicas"] = REPLICAS
+    service["deploy"]["rollback_config"]["monitor"] = "1s"
+    stack["services"][name] = service
+    stack_file = tmp_path / "stack.yml"
+    stack_file.write_text(yaml.safe_dump(stack, sort_keys=False))
+
+    data = yaml.safe_load((DEMO / "release.yaml").read_text())
+    data["app"] = name
+    data["target"].update(
+        service=name,
+        stack_file=str(stack_file),
+        deploy_timeout="60s",
+        # Through the spec's override rather than the stack file, so the merge is exercised.
+        update_config={"monitor": "2s", "delay": "0s", **target.pop("update_config", {})},
+        **target,
+    )
+    return parse_spec(data, DEMO, "test")
+
+
+@pytest.fixture
+def make_target(tmp_path, service_name, docker_client) -> Callable[..., SwarmTarget]:
+    def make(**target: object) -> SwarmTarget:
+        kwargs = {k: target.pop(k) for k in ("clock",) if k in target}
+        spec = write_spec(tmp_path, service_name, **target)
+        return SwarmTarget(spec, auth=None, client=docker_client, poll_seconds=0.5, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def target(make_target) -> SwarmTarget:
+    return make_target()
+
+
+class Lines(list):
+    """A Progress callback that keeps the lines."""
+
+    def __call__(self, line: str) -> None:
+        self.append(line)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def service_attrs(client, name: str) -> dict:
+    return client.services.get(name).attrs
+
+
+def all_tasks(client, name: str) -> list[dict]:
+    return client.services.get(name).tasks()
+
+
+def live_tasks(client, name: str) -> list[dict]:
+    """Tasks Swarm wants running (not the ones it is shutting down or gave up on)."""
+    return [t for t in all_tasks(client, name) if t["DesiredState"] == "running"]
+
+
+def images_running(client, name: str) -> list[tuple[str, str]]:
+    """(image, state) of every live task, sorted: easy to compare with an expectation."""
+    return sorted(
+        (t["Spec"]["ContainerSpec"]["Image"], t["Status"]["State"])
+        for t in live_tasks(client, name)
+    )
+
+
+def all_on(version: Version) -> list[tuple[str, str]]:
+    return [(version.image, "running")] * REPLICAS
+
+
+def runs_only(client, name: str, version: Version) -> bool:
+    """Every live task runs `version`, and at least the desired number of them.
+
+    "At least": after Swarm's own rollback of a crashing update, with start-first order and
+    a restart policy, Swarm can leave an extra task in a slot (moby/moby#41804,
+    moby/swarmkit#2242); that is Swarm's doing, not the target's.
+    """
+    running = images_running(client, name)
+    return len(running) >= REPLICAS and set(running) == {(version.image, "running")}
+
+
+def wait_until_settled(client, name: str, version: Version) -> None:
+    """Poll until Swarm's own update/rollback is over and only `version` runs.
+
+    Returns either way after SETTLE_SECONDS; the caller asserts on what it then reads.
+    """
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        state = (service_attrs(client, name).get("UpdateStatus") or {}).get("State")
+        if state not in IN_PROGRESS and runs_only(client, name, version):
+            return
+        time.sleep(0.5)
+
+
+def wait_until_no_update_runs(client, name: str) -> None:
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        state = (service_attrs(client, name).get("UpdateStatus") or {}).get("State")
+        if state not in IN_PROGRESS:
+            return
+        time.sleep(0.5)
+
+
+# -- tests --------------------------------------------------------------------------------
+
+
+def test_get_target_builds_a_swarm_target_for_the_specs_service(
+    tmp_path, service_name, docker_client
+):
+    spec = write_spec(tmp_path, service_name)
+
+    target = get_target(spec, auth=None, client=docker_client)
+
+    assert isinstance(target, SwarmTarget)
+    assert target.name == service_name
+    assert target.networks == ["ferryman"]
+    assert target.status().exists is False
+
+
+def test_promote_and_rollback_of_a_missing_service_raise_target_error(target, images):
+    with pytest.raises(TargetError, match="vanished"):
+        target.promote(images["good"])
+    with pytest.raises(TargetError, match="vanished"):
+        target.rollback(images["good"], Lines())
+
+
+def test_first_deploy_creates_service_running_the_version_with_no_stable(
+    target, images, docker_client, service_name
+):
+    good = images["good"]
+    assert target.status().exists is False
+    progress = Lines()
+
+    target.deploy(good, None, progress)
+
+    status = target.status()
+    assert status.exists
+    assert status.current == good
+    assert status.stable is None and status.previous is None
+    assert status.restore_point() is None
+    assert status.desired_replicas == REPLICAS
+    assert status.running_replicas == REPLICAS
+    # deploy returned only once every replica ran the version.
+    assert images_running(docker_client, service_name) == all_on(good)
+    assert progress[0] == f"creating service {service_name} at good"
+    assert progress[-1] == f"{service_name}: {REPLICAS}/{REPLICAS} tasks running good"
+
+    spec = service_attrs(docker_client, service_name)["Spec"]
+    assert spec["Labels"]["ferryman.managed"] == "true"
+    assert spec["Labels"]["ferryman.app"] == service_name
+    assert spec["EndpointSpec"]["Mode"] == "dnsrr"
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    assert f"APP={service_name}" in container["Env"]
+    assert container["Labels"]["ferryman.app"] == service_name
+    ferryman_network = docker_client.networks.get("ferryman").id
+    assert [n["Target"] for n in spec["TaskTemplate"]["Networks"]] == [ferryman_network]
+    # The stack file's update_config with the spec's overrides (monitor, delay) on top.
+    update = spec["UpdateConfig"]
+    assert update["Monitor"] == 2_000_000_000 and update.get("Delay", 0) == 0
+    assert update["Parallelism"] == 1
+    assert update["Order"] == "start-first" and update["FailureAction"] == "rollback"
+    assert spec["RollbackConfig"]["Order"] == "start-first"
+
+
+def test_deploy_records_restore_point_and_runs_new_version_on_every_replica(
+    target, images, docker_client, service_name
+):
+    good, good2 = images["good"], images["good2"]
+    target.deploy(good, None, Lines())
+    progress = Lines()
+
+    target.deploy(good2, good, progress)
+
+    status = target.status()
+    assert status.current == good2
+    assert status.previous == good
+    assert status.running_replicas == REPLICAS
+    assert images_running(docker_client, service_name) == all_on(good2)
+    labels = service_attrs(docker_client, service_name)["Spec"]["Labels"]
+    assert labels["ferryman.previous.version"] == "good"
+    assert labels["ferryman.previous.image"] == good.image
+    assert progress[0] == f"updating service {service_name} to good2"
+    assert progress[-1] == f"{service_name}: {REPLICAS}/{REPLICAS} tasks running good2"
+
+
+def test_promote_after_a_deploy_sets_stable_without_restarting_tasks(
+    target, images, docker_client, service_name
+):
+    good, good2 = images["good"], images["good2"]
+    target.deploy(good, None, Lines())
+    target.deploy(good2, good, Lines())
+    tasks_before = sorted(t["ID"] for t in all_tasks(docker_client, service_name))
+    template_before = service_attrs(docker_client, service_name)["Spec"]["TaskTemplate"]
+
+    target.promote(good2)
+
+    status = target.status()
+    assert status.stable == good2
+    assert status.current == good2
+    # The task template is what Swarm compares to decide on restarts: it must not change.
+    assert service_attrs(docker_client, service_name)["Spec"]["TaskTemplate"] == template_before
+    wait_until_no_update_runs(docker_client, service_name)
+    assert sorted(t["ID"] for t in all_tasks(docker_client, service_name)) == tasks_before
+
+
+def test_promote_right_after_first_deploy_keeps_its_tasks(
+    target, images, docker_client, service_name
+):
+    good = images["good"]
+    target.deploy(good, None, Lines())
+    tasks_before = sorted(t["ID"] for t in all_tasks(docker_client, service_name))
+    template_before = service_attrs(docker_client, service_name)["Spec"]["TaskTemplate"]
+
+    target.promote(good)
+
+    assert target.status().stable == good
+    assert service_attrs(docker_client, service_name)["Spec"]["TaskTemplate"] == template_before
+    wait_until_no_update_runs(docker_client, service_name)
+    assert sorted(t["ID"] for t in all_tasks(docker_client, service_name)) == tasks_before
+
+
+def test_rolls_back_to_recorded_version(target, images, docker_client, service_name):
+    good, good2 = images["good"], images["good2"]
+    target.deploy(good, None, Lines())
+    target.deploy(good2, good, Lines())
+    recorded = target.status().previous
+    assert recorded == good
+    progress = Lines()
+
+    target.rollback(recorded, progress)
+
+    status = target.status()
+    assert status.current == good
+    assert status.running_replicas == REPLICAS
+    assert images_running(docker_client, service_name) == all_on(good)
+    assert progress[0] == f"restoring service {service_name} to good"
+    # The rollback used the stack file's rollback_config: all replicas at once.
+    assert service_attrs(docker_client, service_name)["Spec"]["UpdateConfig"]["Parallelism"] == 0
+
+
+def test_crashing_version_fails_deploy_and_swarm_leaves_the_stable_version_running(
+    target, images, docker_client, service_name
+):
+    good, good2, crash = images["good"], images["good2"], images["crash"]
+    target.deploy(good, None, Lines())
+    target.deploy(good2, good, Lines())
+    target.promote(good2)
+    restore_point = target.status().restore_point()
+    assert restore_point == good2
+
+    with pytest.raises(DeployFailed, match=r"\bcrash\b"):
+        target.deploy(crash, restore_point, Lines())
+
+    # failure_action: rollback in the stack file, so Swarm restores the spec by itself.
+    wait_until_settled(docker_client, service_name, good2)
+    assert runs_only(docker_client, service_name, good2), images_running(
+        docker_client, service_name
+    )
+    status = target.status()
+    assert status.running_replicas >= REPLICAS
+    assert status.stable == good2
+    assert status.restore_point() == good2
+
+
+def test_crash_loop_fails_deploy_naming_the_version_and_rollback_restores_stable(
+    make_target, images, docker_client, service_name
+):
+    # failure_action: continue, so Swarm never gives up and only crash-loop detection stops it.
+    target = make_target(update_config={"failure_action": "continue"})
+    good, good2, crash = images["good"], images["good2"], images["crash"]
+    target.deploy(good, None, Lines())
+    target.deploy(good2, good, Lines())
+    target.promote(good2)
+
+    with pytest.raises(DeployFailed, match=r"tasks of crash failed to start"):
+        target.deploy(crash, good2, Lines())
+
+    status = target.status()
+    assert status.current == crash
+    assert status.stable == good2 and status.previous == good2
+    assert status.restore_point() == good2
+
+    target.rollback(status.restore_point(), Lines())
+
+    # rollback returned only once the stable version ran again, and nothing else runs.
+    assert runs_only(docker_client, service_name, good2), images_running(
+        docker_client, service_name
+    )
+    status = target.status()
+    assert status.current == good2
+    assert status.running_replicas >= REPLICAS
+
+
+def test_deploy_that_does_not_converge_fails_after_deploy_timeout(make_target, images):
+    # The clock jumps past the deadline after the first reading, so the first poll that
+    # finds the service not converged ends the wait; the crashing image cannot converge.
+    ticks = itertools.chain([0.0], itertools.repeat(1e9))
+    target = make_target(clock=lambda: next(ticks))
+
+    with pytest.raises(DeployFailed, match=r"^crash did not converge within 60s: 0/2 tasks"):
+        target.deploy(images["crash"], None, Lines())
+
+    assert target.status().exists
+
+
+def test_rollback_to_nothing_removes_the_service(target, images, docker_client, service_name):
+    target.deploy(images["good"], None, Lines())
+    progress = Lines()
+
+    target.rollback(None, progress)
+
+    assert target.status().exists is False
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.services.get(service_name)
+    assert progress == [f"removing service {service_name}: no earlier version to restore"]
+    target.rollback(None, progress)  # nothing left to remove: a no-op, not an error
+    assert target.status().exists is False
