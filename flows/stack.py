@@ -545,9 +545,20 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
             container.remove(force=True)
             say(f"{container.name}: removed")
         # App services sit on the stack's network; it cannot go while they are attached.
-        for service in client.services.list(filters={"label": "ferryman.managed=true"}):
+        services = client.services.list(filters={"label": "ferryman.managed=true"})
+        for service in services:
             service.remove()
             say(f"service {service.name}: removed")
+        # Swarm removes the tasks' containers after the service; leaving the swarm before
+        # that would strand them as exited containers.
+        for service in services:
+            _wait_for(
+                f"the containers of service {service.name} to go",
+                lambda s=service: not client.containers.list(
+                    all=True, filters={"label": f"com.docker.swarm.service.id={s.id}"}
+                ),
+                60,
+            )
         for network in client.networks.list(names=[NETWORK]):
             for _ in range(30):
                 try:

@@ -111,7 +111,8 @@ def test_unreachable_prometheus_raises_provider_error(now):
         unreachable.query("vector(1)", now)
 
 
-@pytest.mark.parametrize("query", ['"text"', 'up{job="prometheus"}[1m]'])
+# A subquery of a constant: a range vector whether or not anything was scraped yet.
+@pytest.mark.parametrize("query", ['"text"', "vector(1)[10s:1s]"])
 def test_result_that_is_not_a_number_raises_provider_error(provider, now, query):
     with pytest.raises(ProviderError):
         provider.query(query, now)

@@ -20,7 +20,7 @@ def test_reads_the_demo_service():
     service, networks = load_service(DEMO_STACK, "demo")
     assert networks == ["ferryman"]
     assert service.deploy.endpoint_mode == "dnsrr"
-    assert service.deploy.update_config.failure_action == "rollback"
+    assert service.deploy.update_config.failure_action == "pause"
     assert service.deploy.update_config.monitor == 5.0
     assert service.environment == {"APP": "demo"}
 

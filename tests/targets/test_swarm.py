@@ -274,7 +274,7 @@ def test_first_deploy_creates_service_running_the_version_with_no_stable(
     update = spec["UpdateConfig"]
     assert update["Monitor"] == 2_000_000_000 and update.get("Delay", 0) == 0
     assert update["Parallelism"] == 1
-    assert update["Order"] == "start-first" and update["FailureAction"] == "rollback"
+    assert update["Order"] == "start-first" and update["FailureAction"] == "pause"
     assert spec["RollbackConfig"]["Order"] == "start-first"
 
 
@@ -354,9 +354,10 @@ def test_rolls_back_to_recorded_version(target, images, docker_client, service_n
     assert service_attrs(docker_client, service_name)["Spec"]["UpdateConfig"]["Parallelism"] == 0
 
 
-def test_crashing_version_fails_deploy_and_swarm_leaves_the_stable_version_running(
-    target, images, docker_client, service_name
+def test_crashing_version_fails_deploy_when_swarm_rolls_back_by_itself(
+    make_target, images, docker_client, service_name
 ):
+    target = make_target(update_config={"failure_action": "rollback"})
     good, good2, crash = images["good"], images["good2"], images["crash"]
     target.deploy(good, None, Lines())
     target.deploy(good2, good, Lines())
@@ -367,7 +368,9 @@ def test_crashing_version_fails_deploy_and_swarm_leaves_the_stable_version_runni
     with pytest.raises(DeployFailed, match=r"\bcrash\b"):
         target.deploy(crash, restore_point, Lines())
 
-    # failure_action: rollback in the stack file, so Swarm restores the spec by itself.
+    # failure_action: rollback, so Swarm restores the spec by itself. With a restart policy
+    # it may leave a task too many (moby/moby#41804), hence `>=` here; the demo stack uses
+    # failure_action: pause for that reason (next test).
     wait_until_settled(docker_client, service_name, good2)
     assert runs_only(docker_client, service_name, good2), images_running(
         docker_client, service_name
@@ -376,6 +379,28 @@ def test_crashing_version_fails_deploy_and_swarm_leaves_the_stable_version_runni
     assert status.running_replicas >= REPLICAS
     assert status.stable == good2
     assert status.restore_point() == good2
+
+
+def test_paused_update_fails_deploy_and_rollback_restores_exactly_the_stable_replicas(
+    make_target, images, docker_client, service_name
+):
+    target = make_target(update_config={"failure_action": "pause"})
+    good, crash = images["good"], images["crash"]
+    target.deploy(good, None, Lines())
+    target.promote(good)
+
+    with pytest.raises(DeployFailed, match=r"Swarm paused the update to crash"):
+        target.deploy(crash, good, Lines())
+    assert target.status().restore_point() == good
+
+    target.rollback(good, Lines())
+
+    assert runs_only(docker_client, service_name, good), images_running(
+        docker_client, service_name
+    )
+    status = target.status()
+    assert status.current == good
+    assert status.running_replicas == status.desired_replicas == REPLICAS
 
 
 def test_crash_loop_fails_deploy_naming_the_version_and_rollback_restores_stable(
