@@ -30,16 +30,38 @@ class BuildError(PermanentError):
     """`docker build` failed; the message carries the tail of the build log."""
 
 
-class RegistryAuthError(PermanentError):
-    """The registry refused the credentials."""
-
-
 class RegistryError(PermanentError):
     """The registry rejected the request for a reason retrying will not fix."""
 
 
+class RegistryAuthError(RegistryError):
+    """The registry refused the credentials (or found none where it needs some)."""
+
+
+class RepositoryNotFoundError(RegistryError):
+    """The registry has no such repository and Ferryman may not create it."""
+
+
+class ImageTooLargeError(RegistryError):
+    """The registry refused a layer or manifest as too large (413)."""
+
+
+class TagConflictError(RegistryError):
+    """A tag already points at another image and the spec does not allow moving it."""
+
+
 class RegistryUnavailableError(TransientError):
-    """The registry did not answer, answered 5xx, or asked us to slow down (429)."""
+    """The registry did not answer, answered 5xx, or asked us to slow down (429).
+
+    `retry_after` is the wait in seconds the registry asked for (a Retry-After header), if any.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self):  # keep `retry_after` when Prefect pickles the exception
+        return (self.__class__, (str(self), self.retry_after))
 
 
 class DockerEngineUnavailable(TransientError):

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -39,11 +40,15 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _resolve(value: Path, info: ValidationInfo) -> Path:
+def _existing(value: Path, info: ValidationInfo, what: str, is_dir: bool) -> Path:
+    """Resolve a path from the spec file's folder and check it is there."""
     base = (info.context or {}).get("base_dir")
     if base is not None and not value.is_absolute():
         value = Path(base) / value
-    return value.resolve()
+    value = value.resolve()
+    if not (value.is_dir() if is_dir else value.is_file()):
+        raise ValueError(f"{what} {value} {'is not a directory' if is_dir else 'does not exist'}")
+    return value
 
 
 class ImageSpec(_Spec):
@@ -57,10 +62,7 @@ class ImageSpec(_Spec):
     @field_validator("context")
     @classmethod
     def _context_exists(cls, value: Path, info: ValidationInfo) -> Path:
-        value = _resolve(value, info)
-        if not value.is_dir():
-            raise ValueError(f"build context {value} is not a directory")
-        return value
+        return _existing(value, info, "build context", is_dir=True)
 
     @model_validator(mode="after")
     def _dockerfile_exists(self) -> ImageSpec:
@@ -69,12 +71,84 @@ class ImageSpec(_Spec):
         return self
 
 
-class RegistrySpec(_Spec):
-    """Where to push. `credentials_block` names a prefect-docker DockerRegistryCredentials block."""
+_HOST = r"^[A-Za-z0-9.-]+(:\d+)?$"
+ImageTag = Annotated[str, Field(pattern=_TAG.pattern)]
+
+
+class _RegistryCommon(_Spec):
+    """What every registry kind offers: extra tags, and whether an existing tag may move."""
+
+    extra_tags: list[ImageTag] = Field(default_factory=list)
+    """Tags pushed besides the version, e.g. `latest`."""
+    allow_tag_overwrite: bool | list[ImageTag] = False
+    """Move a tag that already points at another image: `true` for any tag, or a list."""
+
+    def may_overwrite(self, tag: str) -> bool:
+        """Whether pushing may move `tag` off the image the registry has under it."""
+        if isinstance(self.allow_tag_overwrite, bool):
+            return self.allow_tag_overwrite
+        return tag in self.allow_tag_overwrite
+
+
+class GenericRegistrySpec(_RegistryCommon):
+    """Any OCI registry with basic auth or none (`tasks/registries/generic.py`)."""
 
     kind: Literal["generic"] = "generic"
-    url: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:\d+)?$")]
+    url: Annotated[str, Field(pattern=_HOST)]
     credentials_block: str | None = None
+    """Name of a prefect-docker DockerRegistryCredentials block."""
+
+
+class DockerHubRegistrySpec(_RegistryCommon):
+    """Docker Hub: images are `docker.io/<namespace>/<image.repository>`."""
+
+    kind: Literal["dockerhub"]
+    namespace: Annotated[str, Field(pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$", max_length=255)]
+    credentials_block: str | None = None
+    """Name of a prefect-docker DockerRegistryCredentials block (an access token as password)."""
+    endpoint: Annotated[str, Field(pattern=_HOST)] | None = None
+    """A registry to use instead of Docker Hub, speaking its protocol (tests, a mirror)."""
+
+
+class EcrRegistrySpec(_RegistryCommon):
+    """Amazon ECR, reached with boto3; the registry host comes from the authorization token."""
+
+    kind: Literal["ecr"]
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")] | None = None
+    """AWS region; boto3's (AWS_DEFAULT_REGION, ~/.aws/config, the block's) when not given."""
+    registry_id: Annotated[str, Field(pattern=r"^\d{12}$")] | None = None
+    """The AWS account whose registry to use; the credentials' own account when not given."""
+    aws_credentials_block: str | None = None
+    """Name of a prefect-aws AwsCredentials block; boto3's standard chain when not given."""
+    create_repository: bool = True
+    tag_immutability: bool = False
+    """For a repository Ferryman creates: IMMUTABLE tags."""
+    scan_on_push: bool = False
+    """For a repository Ferryman creates: scan each pushed image."""
+    endpoint_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    """The ECR API's address instead of the region's (moto in tests, ECR-compatible services)."""
+    registry_host: Annotated[str, Field(pattern=_HOST)] | None = None
+    """The registry to push to instead of the token's proxyEndpoint (with `endpoint_url`)."""
+
+
+REGISTRY_KINDS = ("generic", "dockerhub", "ecr")
+
+
+def _generic_by_default(value: object) -> object:
+    # `kind` was optional before there was more than one kind; keep specs without it valid.
+    if isinstance(value, dict) and "kind" not in value:
+        return {**value, "kind": "generic"}
+    return value
+
+
+RegistrySpec = Annotated[
+    Annotated[
+        GenericRegistrySpec | DockerHubRegistrySpec | EcrRegistrySpec,
+        Field(discriminator="kind"),
+    ],
+    BeforeValidator(_generic_by_default),
+]
+"""Where to push: one model per `registry.kind`; see the README's registry section."""
 
 
 class UpdateConfigSpec(_Spec):
@@ -103,10 +177,7 @@ class SwarmTargetSpec(_Spec):
     @field_validator("stack_file")
     @classmethod
     def _stack_file_exists(cls, value: Path, info: ValidationInfo) -> Path:
-        value = _resolve(value, info)
-        if not value.is_file():
-            raise ValueError(f"stack file {value} does not exist")
-        return value
+        return _existing(value, info, "stack file", is_dir=False)
 
 
 class Threshold(_Spec):
@@ -182,6 +253,18 @@ class ReleaseSpec(_Spec):
     source: Path | None = Field(default=None, exclude=True)
     """The file this spec was loaded from (set by `load_spec`)."""
 
+    @field_validator("registry")
+    @classmethod
+    def _repository_fits_registry(cls, value: object, info: ValidationInfo) -> object:
+        image = info.data.get("image")
+        if isinstance(value, DockerHubRegistrySpec) and image and "/" in image.repository:
+            raise ValueError(
+                f"Docker Hub repositories are <namespace>/<name>: image.repository "
+                f"{image.repository!r} must be the name alone (the namespace is "
+                f"registry.namespace, {value.namespace!r})"
+            )
+        return value
+
 
 def validate_version(version: str) -> str:
     """Return `version` if it is a valid image tag; raise SpecError naming it otherwise."""
@@ -198,7 +281,10 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid release spec"]
     for problem in error.errors():
         path = ""
-        for part in problem["loc"]:
+        loc = problem["loc"]
+        if loc[:1] == ("registry",) and len(loc) > 1 and loc[1] in REGISTRY_KINDS:
+            loc = loc[:1] + loc[2:]  # pydantic names the union member; the user wrote no such key
+        for part in loc:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         message = problem["msg"].removeprefix("Value error, ")
         lines.append(f"  {path or '(top level)'}: {message}")

@@ -15,7 +15,7 @@ from tasks.analysis.prometheus import MetricProvider, PrometheusProvider
 from tasks.analysis.runner import AnalysisResult, run_analysis
 from tasks.errors import retry_transient
 from tasks.images import BuiltImage, PushedImage, build_image, docker_client, push_image
-from tasks.registries import RegistryAuth
+from tasks.registries import RegistryAuth, get_registry
 from tasks.spec import ReleaseSpec
 from tasks.targets import Target, TargetStatus, Version
 
@@ -47,9 +47,9 @@ def push(
 ) -> PushedImage:
     """Push the image to the spec's registry. Returns it pinned by digest."""
     log = get_run_logger()
-    log.info("pushing %s to %s", built.reference, spec.registry.url)
-    pushed = push_image(built, spec.registry.url, auth, client or docker_client(), log=log.info)
-    return pushed
+    registry = get_registry(spec.registry)
+    log.info("pushing %s to %s", built.reference, registry.name)
+    return push_image(built, registry, auth, client or docker_client(), log=log.info)
 
 
 @task(name="read status", **RETRIED)
