@@ -11,11 +11,10 @@ import time
 from contextlib import contextmanager
 
 from prefect import flow, get_run_logger, pause_flow_run
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.context import get_run_context
 from prefect.input import RunInput
 from prefect.states import Completed, Failed, State
 
+from flows.reporting import emit, label_run, publish_artifacts
 from tasks.analysis.decision import Decision, Verdict
 from tasks.analysis.runner import AnalysisResult
 from tasks.errors import DeployFailed, FerrymanError
@@ -25,13 +24,15 @@ from tasks.releases import (
     Outcome,
     ReleaseResult,
     StepRecord,
-    analysis_rows,
-    render_report,
-    threshold_text,
 )
 from tasks.spec import ReleaseSpec, load_spec, validate_version
 from tasks.steps import deploy, package, promote, push, read_status, rollback, verify
 from tasks.targets import Target, Version, get_target
+
+OUTCOME_EVENTS = {
+    Outcome.PROMOTED: "promoted", Outcome.ROLLED_BACK: "rolled-back", Outcome.FAILED: "failed",
+}
+"""The lifecycle event each outcome emits: `ferryman.release.<name>`."""
 
 
 class Approval(RunInput):
@@ -62,18 +63,6 @@ class StepClock:
             self.records.append(StepRecord(name=name, start=start, end=end, outcome=outcome))
 
 
-def rename_run(name: str) -> None:
-    """Give the running flow run a name that says what happens (`demo 1.1.0 -> 1.2.0`).
-
-    The name needs the version that runs now, which is only known inside the run.
-    """
-    from prefect.client.orchestration import get_client
-
-    ctx = get_run_context()
-    with get_client(sync_client=True) as client:
-        client.update_flow_run(ctx.flow_run.id, name=name)
-
-
 def _ask_a_person(spec: ReleaseSpec, decision: Decision) -> Decision:
     """Pause the run with an approval form; no answer within pause_timeout rolls back."""
     log = get_run_logger()
@@ -93,23 +82,6 @@ def measurement_records(result: AnalysisResult | None, version: str) -> list[Mea
     if result is None:
         return []
     return [MeasurementRecord.of(m, version) for m in result.measurements]
-
-
-def publish_artifacts(spec: ReleaseSpec, result: ReleaseResult) -> None:
-    """The release report and the analysis table, keyed per app so their history browses."""
-    thresholds = {m.name: threshold_text(m.threshold) for m in spec.analysis.metrics}
-    create_markdown_artifact(
-        key=f"{spec.app}-release-report",
-        markdown=render_report(result),
-        description=f"{spec.app} {result.previous_version or 'new'} -> {result.version}: "
-        f"{result.outcome.value}",
-    )
-    rows = analysis_rows(result.measurements + result.rollback_measurements, thresholds)
-    if rows:
-        create_table_artifact(
-            key=f"{spec.app}-analysis", table=rows,
-            description=f"every measurement of {spec.app} {result.version}",
-        )
 
 
 def restore_and_verify(
@@ -143,7 +115,7 @@ def release(
     target = get_target(spec, auth)
     status = read_status(target)
     before = status.restore_point() or status.current
-    rename_run(f"{spec.app} {before.version if before else 'new'} -> {version}")
+    label_run(spec, f"{spec.app} {before.version if before else 'new'} -> {version}", spec.strategy)
 
     result = ReleaseResult(
         app=spec.app, version=version, strategy=spec.strategy, outcome=Outcome.FAILED,
@@ -152,6 +124,7 @@ def release(
     )
     analysis: AnalysisResult | None = None
     restored: AnalysisResult | None = None
+    emit(spec, "started", result)
     try:
         with steps.step("package"):
             built = package(spec, version, build_args or {})
@@ -169,6 +142,7 @@ def release(
                 analysis = verify(spec, new, before)
             decision = analysis.decision
             if decision.verdict is Verdict.PAUSE:
+                emit(spec, "paused", result)
                 decision = _ask_a_person(spec, decision)
         if decision.verdict is Verdict.PROMOTE:
             with steps.step("promote"):
@@ -189,6 +163,7 @@ def release(
     result.steps = steps.records
     result.seconds = time.monotonic() - started
     publish_artifacts(spec, result)
+    emit(spec, OUTCOME_EVENTS[result.outcome], result)
     log.info("outcome: %s (%s)", result.outcome.value, result.reason)
     return final_state(result)
 

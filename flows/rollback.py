@@ -8,13 +8,13 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 
 from flows.release import (
+    OUTCOME_EVENTS,
     StepClock,
     final_state,
     measurement_records,
-    publish_artifacts,
-    rename_run,
     restore_and_verify,
 )
+from flows.reporting import emit, label_run, publish_artifacts
 from tasks.errors import FerrymanError, TargetError
 from tasks.registries import load_auth
 from tasks.releases import Outcome, ReleaseResult
@@ -54,7 +54,7 @@ def rollback_release(spec_path: str) -> State:
     )
     try:
         to = rollback_point(status)
-        rename_run(f"{spec.app} {current.version} -> {to.version} (rollback)")
+        label_run(spec, f"{spec.app} {current.version} -> {to.version} (rollback)", "rollback")
         result = result.model_copy(update={
             "version": to.version, "image": to.image, "digest": to.image.rpartition("@")[2],
             "previous_version": current.version, "previous_image": current.image,
@@ -70,5 +70,6 @@ def rollback_release(spec_path: str) -> State:
     result.steps = steps.records
     result.seconds = time.monotonic() - started
     publish_artifacts(spec, result)
+    emit(spec, OUTCOME_EVENTS[result.outcome], result)
     get_run_logger().info("outcome: %s (%s)", result.outcome.value, result.reason)
     return final_state(result)

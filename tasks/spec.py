@@ -25,6 +25,8 @@ from pydantic import (
 
 from tasks.durations import Seconds
 from tasks.errors import SpecError
+from tasks.tag_policy import TagPolicy
+from tasks.windows import UpgradeWindow
 
 QUERY_VARIABLES = frozenset(
     {"app", "version", "previous_version", "service", "namespace", "step"}
@@ -250,6 +252,10 @@ class ReleaseSpec(_Spec):
     target: SwarmTargetSpec
     strategy: Literal["rolling"] = "rolling"
     analysis: AnalysisSpec
+    window: UpgradeWindow | None = None
+    """When releases may start; None: at any time."""
+    tag_policy: TagPolicy = TagPolicy()
+    """Which new image tags the triggers release."""
     source: Path | None = Field(default=None, exclude=True)
     """The file this spec was loaded from (set by `load_spec`)."""
 

@@ -126,3 +126,47 @@ def test_durations(text, seconds):
 def test_bad_durations(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_spec_without_window_or_tag_policy_releases_any_time_and_ignores_latest():
+    spec = parse(demo_data())
+    assert spec.window is None and spec.tag_policy.ignore == ["latest"]
+
+
+def test_window_and_tag_policy_are_read_from_the_spec():
+    data = demo_data()
+    data["window"] = yaml.safe_load(
+        "{schedule: '0 2 * * TUE', duration: 2h, timezone: Europe/Berlin,"
+        " freeze: [2026-12-24, {from: 2026-12-28, to: 2027-01-02}]}"
+    )
+    data["tag_policy"] = {"semver": ">=1.2.0 <2.0.0", "allow_downgrade": False}
+    spec = parse(data)
+    assert spec.window.duration == 7200.0 and spec.window.timezone == "Europe/Berlin"
+    assert [(f.start.isoformat(), f.end.isoformat()) for f in spec.window.freeze] == [
+        ("2026-12-24", "2026-12-24"), ("2026-12-28", "2027-01-02")]
+    assert spec.tag_policy.semver == ">=1.2.0 <2.0.0"
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("window", {"schedule": "0 2 * * TUE", "duration": "2h", "timezone": "Berlin"},
+         "window.timezone: unknown time zone 'Berlin'"),
+        ("window", {"schedule": "every tuesday", "duration": "2h", "timezone": "UTC"},
+         "window.schedule: 'every tuesday' is not a 5-field cron expression"),
+        ("window", {"schedule": "0 2 * * TUE", "duration": "long", "timezone": "UTC"},
+         "window.duration: not a duration: 'long'"),
+        ("window", {"schedule": "0 2 * * TUE", "duration": "2h", "timezone": "UTC",
+                    "freeze": ["2026-12-24", {"from": "2026-12-28"}]},
+         "window.freeze[1].to: Field required"),
+        ("window", {"schedule": "0 2 * * TUE", "timezone": "UTC"},
+         "window.duration: Field required"),
+        ("tag_policy", {"semver": "<=2"}, "tag_policy.semver: '<=2': <=2 needs a full version"),
+        ("tag_policy", {"allow": "v("}, "tag_policy.allow: not a regular expression"),
+        ("tag_policy", {"downgrade": True}, "tag_policy.downgrade: Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_window_or_tag_policy_names_the_field(key, value, message):
+    data = demo_data()
+    data[key] = value
+    assert message in error_of(data)

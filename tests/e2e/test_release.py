@@ -53,6 +53,53 @@ def baseline() -> dict:
     return record
 
 
+def assert_shown_in_prefect(record: dict, state: str, event: str) -> None:
+    """The run is named and tagged, ends in `state`, carries the artifacts, emitted `event`."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterName,
+    )
+    from prefect.events.filters import (
+        EventFilter,
+        EventNameFilter,
+        EventOccurredFilter,
+        EventResourceFilter,
+    )
+
+    name = f"demo {record['previous_version'] or 'new'} -> {record['version']}"
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+        )
+        assert len(runs) == 1, f"no single flow run named {name!r}: {runs}"
+        run = runs[0]
+        assert run.state.name == state
+        assert {"app:demo", "target:swarm", "strategy:rolling", "trigger:cli"} <= set(run.tags)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+        by_key = {a.key: a for a in artifacts}
+        assert {"demo-release-report", "demo-analysis", "demo-release-history"} <= set(by_key)
+        report = by_key["demo-release-report"].data
+        assert record["version"] in report and f"Outcome: {record['outcome']}" in report
+        for _ in range(30):  # events reach the server asynchronously
+            wanted = EventFilter(  # `occurred.until` defaults to the filter's creation
+                occurred=EventOccurredFilter(since=run.start_time),
+                event=EventNameFilter(name=[f"ferryman.release.{event}"]),
+                resource=EventResourceFilter(id=["ferryman.app.demo"]),
+            )
+            # The client's default page (100) is above the server's maximum (50).
+            events = client.read_events(filter=wanted, limit=50).events
+            if any(e.payload.get("version") == record["version"] for e in events):
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"no ferryman.release.{event} event for {record['version']}")
+
+
 def assert_baseline_serving(baseline: dict) -> None:
     now = status()
     assert now["running"] == baseline["version"]
@@ -69,6 +116,7 @@ def test_good_release_is_promoted_and_recorded(baseline):
     assert "successful" in phases and not phases & {"failed", "error"}
     assert {m["metric"] for m in baseline["measurements"]} == {"error-rate", "latency-p95"}
     assert_baseline_serving(baseline)
+    assert_shown_in_prefect(baseline, "Completed", "promoted")
 
 
 def test_rolls_back_when_error_rate_exceeds_max(baseline):
@@ -82,6 +130,7 @@ def test_rolls_back_when_error_rate_exceeds_max(baseline):
     restored = record["rollback_measurements"]
     assert restored and {m["version"] for m in restored} == {baseline["version"]}
     assert_baseline_serving(baseline)
+    assert_shown_in_prefect(record, "RolledBack", "rolled-back")
 
 
 def test_rolls_back_when_latency_exceeds_max(baseline):
