@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, pause_flow_run
 from prefect.input import RunInput
 from prefect.states import Completed, Failed, State
 
+from flows.locks import app_lock
 from flows.reporting import emit, label_run, publish_artifacts
 from tasks.analysis.decision import Decision, Verdict
 from tasks.analysis.runner import AnalysisResult
@@ -105,11 +106,22 @@ def restore_and_verify(
 def release(
     spec_path: str, version: str, build_args: dict[str, str] | None = None
 ) -> State:
-    """Release `version` of the app described by the spec at `spec_path`."""
+    """Release `version` of the app described by the spec at `spec_path`.
+
+    One release per app at a time: a second run for the same app waits for the first.
+    """
     started = time.monotonic()
-    log = get_run_logger()
     spec = load_spec(spec_path)
     validate_version(version)
+    with app_lock(spec.app):
+        return _release(spec, version, build_args or {}, started)
+
+
+def _release(
+    spec: ReleaseSpec, version: str, build_args: dict[str, str], started: float
+) -> State:
+    """The release itself, run while holding the app's release slot."""
+    log = get_run_logger()
     steps = StepClock()
     auth = load_auth(spec.registry)
     target = get_target(spec, auth)
@@ -127,7 +139,7 @@ def release(
     emit(spec, "started", result)
     try:
         with steps.step("package"):
-            built = package(spec, version, build_args or {})
+            built = package(spec, version, build_args)
         with steps.step("push"):
             pushed = push(spec, built, auth)
         result.digest, result.image = pushed.digest, pushed.reference

@@ -7,6 +7,7 @@ import time
 from prefect import flow, get_run_logger
 from prefect.states import State
 
+from flows.locks import app_lock
 from flows.release import (
     OUTCOME_EVENTS,
     StepClock,
@@ -18,7 +19,7 @@ from flows.reporting import emit, label_run, publish_artifacts
 from tasks.errors import FerrymanError, TargetError
 from tasks.registries import load_auth
 from tasks.releases import Outcome, ReleaseResult
-from tasks.spec import load_spec
+from tasks.spec import ReleaseSpec, load_spec
 from tasks.steps import promote, read_status
 from tasks.targets import TargetStatus, Version, get_target
 
@@ -44,6 +45,12 @@ def rollback_release(spec_path: str) -> State:
     """Restore the app's earlier version, verify it with the spec's analysis, mark it stable."""
     started = time.monotonic()
     spec = load_spec(spec_path)
+    with app_lock(spec.app):
+        return _rollback(spec, started)
+
+
+def _rollback(spec: ReleaseSpec, started: float) -> State:
+    """The rollback itself, run while holding the app's release slot."""
     steps = StepClock()
     target = get_target(spec, load_auth(spec.registry))
     status = read_status(target)
