@@ -8,6 +8,7 @@ import yaml
 from tasks.durations import parse_duration
 from tasks.errors import SpecError
 from tasks.spec import load_spec, parse_spec, validate_version
+from tests.helpers import changed
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "deployments" / "demo" / "release.yaml"
@@ -22,16 +23,7 @@ def parse(data: dict):
 
 
 def with_change(path: str, value):
-    data = demo_data()
-    *parents, last = path.split(".")
-    node = data
-    for key in parents:
-        node = node[int(key)] if key.isdigit() else node[key]
-    if value is KeyError:
-        del node[last]
-    else:
-        node[last] = value
-    return data
+    return changed(demo_data(), path, value)
 
 
 def error_of(data) -> str:

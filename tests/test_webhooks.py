@@ -1,6 +1,5 @@
 """The webhook receiver's pure parts: parsing each sender, authenticating, deduplicating."""
 
-import copy
 import hashlib
 import hmac
 import json
@@ -24,6 +23,7 @@ from tasks.webhooks import (
     verify_hmac_sha256,
     verify_shared_secret,
 )
+from tests.helpers import changed
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "deployments" / "demo" / "release.yaml"
@@ -125,20 +125,6 @@ ECR = {
         "manifest-media-type": "application/vnd.docker.distribution.manifest.v2+json",
     },
 }
-
-
-def changed(body: dict, path: str, value) -> dict:
-    """A deep copy of `body` with the value at dotted `path` replaced (KeyError: removed)."""
-    body = copy.deepcopy(body)
-    *parents, last = path.split(".")
-    node = body
-    for key in parents:
-        node = node[int(key)] if key.isdigit() else node[key]
-    if value is KeyError:
-        del node[last]
-    else:
-        node[last] = value
-    return body
 
 
 # CNCF distribution.
