@@ -41,6 +41,8 @@ REGISTRY_USER = "ferryman"
 REGISTRY_BLOCK = "local-registry"
 WORK_POOL = "ferryman"
 PROMETHEUS = "ferryman-prometheus"
+PROMETHEUS_IMAGE = "ferryman/prometheus:local"
+BINARY_LABEL = "ferryman.binary"
 TRAFFIC = "ferryman-traffic"
 STACK_LABEL = "ferryman.stack"
 Say = Callable[[str], None]
@@ -338,9 +340,13 @@ def ensure_registry_block(paths: StackPaths, say: Say) -> None:
     say(f"prefect block {REGISTRY_BLOCK!r}: saved (DockerRegistryCredentials for {REGISTRY})")
 
 
-def _build_context_image(client: docker.DockerClient, context: Path, tag: str) -> str:
+def _build_context_image(
+    client: docker.DockerClient, context: Path, tag: str, labels: dict[str, str] | None = None
+) -> str:
     try:
-        image, _ = client.images.build(path=str(context), tag=tag, rm=True, forcerm=True)
+        image, _ = client.images.build(
+            path=str(context), tag=tag, rm=True, forcerm=True, labels=labels
+        )
     except docker.errors.BuildError as e:
         tail = "\n".join(str(c.get("stream", c.get("error", ""))).strip() for c in e.build_log)
         raise StackError(f"building {tag} failed: {e.msg}\n{tail[-2000:]}") from None
@@ -349,9 +355,9 @@ def _build_context_image(client: docker.DockerClient, context: Path, tag: str) -
 
 def build_go_binaries(say: Say) -> None:
     """The demo app and the traffic generator are Go programs built static on the host."""
+    _need("go")
     for name in ("demo-app", "traffic"):
         script = ROOT / "examples" / name / "build.sh"
-        _need("go")
         out = subprocess.run(["sh", str(script)], capture_output=True, text=True)
         if out.returncode != 0:
             raise StackError(f"{script} failed:\n{out.stdout}{out.stderr}")
@@ -359,8 +365,18 @@ def build_go_binaries(say: Say) -> None:
 
 
 def prometheus_image(client: docker.DockerClient, paths: StackPaths) -> str:
-    """Debian's prometheus in a FROM scratch image with the libraries `ldd` lists."""
+    """Debian's prometheus in a FROM scratch image with the libraries `ldd` lists.
+
+    Built once per installed binary: the image carries the binary's identity as a label, so
+    a later `up` reuses it instead of copying and sending ~100 MB to the engine again.
+    """
     binary = Path(_need("prometheus")).resolve()
+    stat = binary.stat()
+    identity = f"{binary}:{stat.st_size}:{stat.st_mtime_ns}"
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        image = client.images.get(PROMETHEUS_IMAGE)
+        if image.labels.get(BINARY_LABEL) == identity:
+            return image.id
     context = paths.root / "images" / "prometheus"
     if context.exists():
         shutil.rmtree(context)
@@ -379,7 +395,7 @@ def prometheus_image(client: docker.DockerClient, paths: StackPaths) -> str:
     (context / "Dockerfile").write_text(
         "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/bin/prometheus\"]\n"
     )
-    return _build_context_image(client, context, "ferryman/prometheus:local")
+    return _build_context_image(client, context, PROMETHEUS_IMAGE, {BINARY_LABEL: identity})
 
 
 def prometheus_config(specs: list[ReleaseSpec]) -> str:
