@@ -170,15 +170,29 @@ class SwarmTarget:
             "create the service",
         )
 
-    def _update(
-        self, service, new: Version, labels: dict[str, str], config: ComposeUpdateConfig
+    def _move(
+        self,
+        service,
+        to: Version,
+        labels: dict[str, str],
+        config: ComposeUpdateConfig,
+        progress: Progress,
+        swarm_gave_up_is_failure: bool,
     ) -> None:
+        """Update the service's image and labels in one call and wait for the result.
+
+        The tasks and the update status are read first, so that `_wait` tells what this
+        update did from what earlier ones left behind.
+        """
+        before = {t["ID"] for t in self._tasks(service)}
+        stale = _update_started(service)
         self._call(
             lambda: service.update(
-                image=new.image, labels=labels, update_config=_docker_update_config(config)
+                image=to.image, labels=labels, update_config=_docker_update_config(config)
             ),
             "update the service",
         )
+        self._wait(to, before, stale, progress, swarm_gave_up_is_failure)
 
     def deploy(self, new: Version, restore_point: Version | None, progress: Progress) -> None:
         """Create the service, or move it to `new` with its rolling update; wait for the end.
@@ -190,21 +204,18 @@ class SwarmTarget:
         service = self._service()
         if service is None:
             progress(f"creating service {self.name} at {new.version}")
-            before: set[str] = set()
-            stale = None
             self._create(new)
-        else:
-            labels = dict(service.attrs["Spec"].get("Labels") or {})
-            if restore_point is not None and MANAGED not in labels:
-                # A service Ferryman did not create: what runs now is the only known good.
-                labels |= _labels_for("stable.", restore_point)
-            labels |= {MANAGED: "true", f"{LABEL}.app": self.spec.app}
-            labels |= _labels_for("", new) | _labels_for("previous.", restore_point)
-            before = {t["ID"] for t in self._tasks(service)}
-            stale = _update_started(service)
-            progress(f"updating service {self.name} to {new.version}")
-            self._update(service, new, labels, self._update_config())
-        self._wait(new, before, stale, progress, swarm_gave_up_is_failure=True)
+            self._wait(new, set(), None, progress, swarm_gave_up_is_failure=True)
+            return
+        labels = dict(service.attrs["Spec"].get("Labels") or {})
+        if restore_point is not None and MANAGED not in labels:
+            # A service Ferryman did not create: what runs now is the only known good.
+            labels |= _labels_for("stable.", restore_point)
+        labels |= {MANAGED: "true", f"{LABEL}.app": self.spec.app}
+        labels |= _labels_for("", new) | _labels_for("previous.", restore_point)
+        progress(f"updating service {self.name} to {new.version}")
+        self._move(service, new, labels, self._update_config(), progress,
+                   swarm_gave_up_is_failure=True)
 
     def promote(self, new: Version) -> None:
         """Record `new` as stable; a label-only update, so no task restarts."""
@@ -243,14 +254,12 @@ class SwarmTarget:
             self._call(service.remove, "remove the service")
             return
         labels = dict(service.attrs["Spec"].get("Labels") or {}) | _labels_for("", to)
-        before = {t["ID"] for t in self._tasks(service)}
-        stale = _update_started(service)
         progress(f"restoring service {self.name} to {to.version}")
         # The stack file's rollback_config (typically all at once): getting the known good
         # version back fast matters more than a gentle rollout. The next deploy sets the
         # update_config again.
-        self._update(service, to, labels, self.definition.deploy.rollback_config)
-        self._wait(to, before, stale, progress, swarm_gave_up_is_failure=False)
+        self._move(service, to, labels, self.definition.deploy.rollback_config, progress,
+                   swarm_gave_up_is_failure=False)
 
     def _wait(
         self,
