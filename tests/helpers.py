@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
 
 
 def changed(data: dict, path: str, value) -> dict:
@@ -20,3 +27,64 @@ def changed(data: dict, path: str, value) -> dict:
     else:
         node[last] = value
     return data
+
+
+# -- the `ferryman` command, as the tests that drive it as a subprocess use it ------------
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_SPEC = str(ROOT / "deployments" / "demo" / "release.yaml")
+FERRYMAN = str(Path(sys.executable).parent / "ferryman")
+
+
+def ferryman(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `ferryman ARGS` from the checkout and wait for it."""
+    return subprocess.run(
+        [FERRYMAN, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def release_args(version: str, *build_args: str, spec: str = DEMO_SPEC) -> list[str]:
+    """`release SPEC --version V --json` with a `--build-arg` per KEY=VALUE."""
+    args = ["release", spec, "--version", version, "--json"]
+    for pair in build_args:
+        args += ["--build-arg", pair]
+    return args
+
+
+def start_release(version: str, *build_args: str, spec: str = DEMO_SPEC) -> subprocess.Popen:
+    """Start `ferryman release --json` without waiting (for tests that act meanwhile)."""
+    return subprocess.Popen(
+        [FERRYMAN, *release_args(version, *build_args, spec=spec)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+
+
+def record_of(stdout: str, stderr: str) -> dict:
+    """The JSON record `--json` prints as its last line."""
+    lines = stdout.strip().splitlines()
+    assert lines, f"no output; stderr:\n{stderr[-3000:]}"
+    return json.loads(lines[-1])
+
+
+def release(version: str, *build_args: str, spec: str = DEMO_SPEC) -> tuple[int, dict]:
+    """Run `ferryman release --json`; return the exit code and the JSON record."""
+    done = ferryman(*release_args(version, *build_args, spec=spec))
+    return done.returncode, record_of(done.stdout, done.stderr)
+
+
+def demo_status() -> dict:
+    """`ferryman status --json` of the demo app."""
+    done = ferryman("status", DEMO_SPEC, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def demo_spec_copy(tmp_path: Path, change: Callable[[dict], None]) -> Path:
+    """The demo spec, changed by `change`, written to tmp_path with its paths made absolute."""
+    data = yaml.safe_load(Path(DEMO_SPEC).read_text())
+    data["image"]["context"] = str(ROOT / "examples" / "demo-app")
+    data["target"]["stack_file"] = str(Path(DEMO_SPEC).parent / "stack.yml")
+    change(data)
+    path = tmp_path / "release.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

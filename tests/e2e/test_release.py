@@ -6,43 +6,15 @@ every rollback must leave the baseline serving on every replica.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import DEMO_SPEC, demo_status, ferryman, release
+
 pytestmark = pytest.mark.stack
 
-ROOT = Path(__file__).resolve().parents[2]
-SPEC = str(ROOT / "deployments" / "demo" / "release.yaml")
-FERRYMAN = str(Path(sys.executable).parent / "ferryman")
 RUN = f"t{int(time.time()) % 1_000_000}"
-
-
-def ferryman(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [FERRYMAN, *args], capture_output=True, text=True, timeout=600, cwd=ROOT
-    )
-
-
-def release(version: str, *build_args: str) -> tuple[int, dict]:
-    """Run `ferryman release --json`; return the exit code and the JSON record."""
-    args = ["release", SPEC, "--version", version, "--json"]
-    for pair in build_args:
-        args += ["--build-arg", pair]
-    done = ferryman(*args)
-    lines = done.stdout.strip().splitlines()
-    assert lines, f"no output; stderr:\n{done.stderr[-3000:]}"
-    return done.returncode, json.loads(lines[-1])
-
-
-def status() -> dict:
-    done = ferryman("status", SPEC, "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +73,7 @@ def assert_shown_in_prefect(record: dict, state: str, event: str) -> None:
 
 
 def assert_baseline_serving(baseline: dict) -> None:
-    now = status()
+    now = demo_status()
     assert now["running"] == baseline["version"]
     assert now["running_image"] == baseline["image"]
     assert now["stable"] == baseline["version"]
@@ -162,8 +134,8 @@ def test_never_promotes_a_version_without_metrics(baseline):
 def test_rollback_command_restores_and_verifies_the_previous_version(baseline):
     code, newer = release(f"1.2.0-{RUN}")
     assert (code, newer["outcome"]) == (0, "promoted")
-    assert status()["previous"] == baseline["version"]
-    done = ferryman("rollback", SPEC)
+    assert demo_status()["previous"] == baseline["version"]
+    done = ferryman("rollback", DEMO_SPEC)
     assert done.returncode == 3, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "outcome: rolled_back"
     assert_baseline_serving(baseline)

@@ -10,10 +10,7 @@ docs/screenshots/ are copies of two of them.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +18,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from tests.helpers import ROOT
+from tests.helpers import release as cli_release
+
 pytestmark = pytest.mark.stack
 
-ROOT = Path(__file__).resolve().parents[2]
-SPEC = str(ROOT / "deployments" / "demo" / "release.yaml")
-FERRYMAN = str(Path(sys.executable).parent / "ferryman")
 RUN = f"u{int(time.time()) % 1_000_000}"
 UI = "http://127.0.0.1:4200"
 SHOTS = ROOT / "test-output" / "ui"
@@ -51,13 +48,8 @@ class Release:
 
 def release(version: str, *build_args: str) -> tuple[int, Release]:
     """Run `ferryman release --json`; return the exit code and the release."""
-    args = [FERRYMAN, "release", SPEC, "--version", version, "--json"]
-    for pair in build_args:
-        args += ["--build-arg", pair]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    lines = done.stdout.strip().splitlines()
-    assert lines, f"no output; stderr:\n{done.stderr[-3000:]}"
-    return done.returncode, Release(json.loads(lines[-1]))
+    code, record = cli_release(version, *build_args)
+    return code, Release(record)
 
 
 @pytest.fixture(scope="module")
