@@ -44,7 +44,7 @@ class Approval(RunInput):
 
 
 class StepClock:
-    """Times each step for the report, relative to the release's start."""
+    """Times each step for the report, relative to the release's start (its creation)."""
 
     def __init__(self) -> None:
         self.origin = time.monotonic()
@@ -110,19 +110,18 @@ def release(
 
     One release per app at a time: a second run for the same app waits for the first.
     """
-    started = time.monotonic()
+    steps = StepClock()
     spec = load_spec(spec_path)
     validate_version(version)
     with app_lock(spec.app):
-        return _release(spec, version, build_args or {}, started)
+        return _release(spec, version, build_args or {}, steps)
 
 
 def _release(
-    spec: ReleaseSpec, version: str, build_args: dict[str, str], started: float
+    spec: ReleaseSpec, version: str, build_args: dict[str, str], steps: StepClock
 ) -> State:
     """The release itself, run while holding the app's release slot."""
     log = get_run_logger()
-    steps = StepClock()
     auth = load_auth(spec.registry)
     target = get_target(spec, auth)
     status = read_status(target)
@@ -172,11 +171,16 @@ def _release(
     result.measurements = measurement_records(analysis, version)
     if before is not None:
         result.rollback_measurements = measurement_records(restored, before.version)
+    return finish(spec, result, steps)
+
+
+def finish(spec: ReleaseSpec, result: ReleaseResult, steps: StepClock) -> State:
+    """Close a release or rollback: its step times, artifacts, outcome event and state."""
     result.steps = steps.records
-    result.seconds = time.monotonic() - started
+    result.seconds = time.monotonic() - steps.origin
     publish_artifacts(spec, result)
     emit(spec, OUTCOME_EVENTS[result.outcome], result)
-    log.info("outcome: %s (%s)", result.outcome.value, result.reason)
+    get_run_logger().info("outcome: %s (%s)", result.outcome.value, result.reason)
     return final_state(result)
 
 

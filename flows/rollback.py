@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.states import State
 
 from flows.locks import app_lock
-from flows.release import (
-    OUTCOME_EVENTS,
-    StepClock,
-    final_state,
-    measurement_records,
-    restore_and_verify,
-)
-from flows.reporting import emit, label_run, publish_artifacts
+from flows.release import StepClock, finish, measurement_records, restore_and_verify
+from flows.reporting import label_run
 from tasks.errors import FerrymanError, TargetError
 from tasks.registries import load_auth
 from tasks.releases import Outcome, ReleaseResult
@@ -43,15 +35,14 @@ def rollback_point(status: TargetStatus) -> Version:
 @flow(name="rollback", log_prints=True)
 def rollback_release(spec_path: str) -> State:
     """Restore the app's earlier version, verify it with the spec's analysis, mark it stable."""
-    started = time.monotonic()
+    steps = StepClock()
     spec = load_spec(spec_path)
     with app_lock(spec.app):
-        return _rollback(spec, started)
+        return _rollback(spec, steps)
 
 
-def _rollback(spec: ReleaseSpec, started: float) -> State:
+def _rollback(spec: ReleaseSpec, steps: StepClock) -> State:
     """The rollback itself, run while holding the app's release slot."""
-    steps = StepClock()
     target = get_target(spec, load_auth(spec.registry))
     status = read_status(target)
     current = status.current
@@ -74,9 +65,4 @@ def _rollback(spec: ReleaseSpec, started: float) -> State:
         result.outcome, result.reason = outcome, how
     except FerrymanError as e:
         result.reason = f"{e.__class__.__name__}: {e}"
-    result.steps = steps.records
-    result.seconds = time.monotonic() - started
-    publish_artifacts(spec, result)
-    emit(spec, OUTCOME_EVENTS[result.outcome], result)
-    get_run_logger().info("outcome: %s (%s)", result.outcome.value, result.reason)
-    return final_state(result)
+    return finish(spec, result, steps)
