@@ -50,6 +50,10 @@ class TagConflictError(RegistryError):
     """A tag already points at another image and the spec does not allow moving it."""
 
 
+class ImageNotFoundError(RegistryError):
+    """A triggered release names an image (tag or digest) the registry does not hold."""
+
+
 class RegistryUnavailableError(TransientError):
     """The registry did not answer, answered 5xx, or asked us to slow down (429).
 

@@ -23,6 +23,7 @@ import docker.errors
 from tasks.errors import (
     BuildError,
     DockerEngineUnavailable,
+    ImageNotFoundError,
     ImageTooLargeError,
     RegistryAuthError,
     RegistryError,
@@ -346,3 +347,39 @@ def _engine_push(
     if digest is None:
         raise RegistryError(f"registry {destination.registry} reported no digest for {image}")
     return digest, uploaded
+
+
+def locate_image(
+    registry: Registry,
+    auth: RegistryAuth | None,
+    repository: str,
+    tag: str,
+    digest: str | None,
+    log: Callable[[str], None] = lambda line: None,
+) -> PushedImage:
+    """An image pushed by someone else (CI, a person), as the release deploys it: by digest.
+
+    Called by the release flow for triggered releases, which release what was pushed
+    instead of building. With `digest` (the registry's notification carries it), the
+    registry must still hold that digest; the tag may have moved on since, and the digest is
+    what was announced, so it is what gets deployed. Without one (Docker Hub's webhook sends
+    none), the tag is read. Raises ImageNotFoundError when the registry holds neither.
+    """
+    if auth is None:
+        auth = registry.login()
+    destination = registry.destination(repository, auth)
+    image = f"{destination.repository}:{tag}"
+    with RegistryAPI(destination) as api:
+        found = api.digest(digest or tag)
+        if found is None:
+            what = f"{image}@{digest}" if digest else image
+            raise ImageNotFoundError(
+                f"registry {destination.registry} does not hold {what}: nothing to release"
+            )
+        if digest:
+            now = api.digest(tag)
+            if now not in (None, digest):
+                log(f"tag {image} has moved on to {now} since {digest} was announced; "
+                    f"releasing {digest}")
+    log(f"releasing {image}@{found} as pushed (nothing built)")
+    return PushedImage(destination.repository, tag, found, (), uploaded=False)

@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from tasks import errors
-from tasks.images import MAX_WAITS, BuiltImage, _push_error, push_image
+from tasks.images import MAX_WAITS, BuiltImage, _push_error, locate_image, push_image
 from tasks.registries.base import RegistryAuth
 from tasks.registries.generic import GenericRegistry
 from tasks.spec import GenericRegistrySpec
@@ -72,6 +72,40 @@ def registry(tmp_path):
 def start_front():
     with fronts() as start:
         yield start
+
+
+def test_locates_a_pushed_image_by_its_announced_digest_without_uploading(registry):
+    digest, _ = upload_image(registry, NAME, "1.4.0")
+    uploads = len(registry.uploads())
+    found = locate_image(registry_for(registry.host), auth_for(registry.host), NAME, "1.4.0",
+                         digest)
+    assert found.reference == f"{registry.host}/{NAME}:1.4.0@{digest}" and not found.uploaded
+    assert len(registry.uploads()) == uploads
+
+
+def test_locates_by_tag_when_the_sender_gave_no_digest(registry):
+    digest, _ = upload_image(registry, NAME, "1.4.0")
+    found = locate_image(registry_for(registry.host), auth_for(registry.host), NAME, "1.4.0",
+                         None)
+    assert found.digest == digest
+
+
+def test_deploys_the_announced_digest_when_the_tag_has_moved_on(registry):
+    announced, _ = upload_image(registry, NAME, "1.4.0")
+    moved, _ = upload_image(registry, NAME, "1.4.0")  # the tag now names another image
+    lines: list[str] = []
+    found = locate_image(registry_for(registry.host), auth_for(registry.host), NAME, "1.4.0",
+                         announced, log=lines.append)
+    assert found.digest == announced != moved
+    assert any("has moved on" in line for line in lines)
+
+
+def test_image_the_registry_does_not_hold_is_a_clear_permanent_error(registry):
+    absent = "sha256:" + "0" * 64
+    with pytest.raises(errors.ImageNotFoundError, match=f"does not hold .*{NAME}:1.4.0@{absent}"):
+        locate_image(registry_for(registry.host), auth_for(registry.host), NAME, "1.4.0", absent)
+    with pytest.raises(errors.ImageNotFoundError, match=f"does not hold .*{NAME}:9.9.9"):
+        locate_image(registry_for(registry.host), auth_for(registry.host), NAME, "9.9.9", None)
 
 
 def test_pushes_and_returns_the_image_pinned_by_digest(registry):

@@ -1,5 +1,6 @@
-"""The OCI distribution API of one registry, as far as the push step needs it.
+"""The OCI distribution API of one registry, as far as the push step and the poller need it.
 
+`GET /v2/<name>/tags/list` lists the tags (for the poller);
 `HEAD /v2/<name>/manifests/<reference>` answers with the digest a tag points at
 (`Docker-Content-Digest`) without counting as a pull on Docker Hub; `GET` of the same gives the
 manifest, whose `config.digest` is the image ID the Docker engine knows the image by. Basic
@@ -35,6 +36,7 @@ MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
 )
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,27 @@ class RegistryAPI:
         config = body.get("config", {}).get("digest") if isinstance(body, dict) else None
         return Manifest(digest=digest, config=config)
 
+    def tags(self, page_size: int = 1000) -> list[str]:
+        """Every tag of the repository (none when it does not exist yet), for the poller.
+
+        Follows the `Link: <...>; rel="next"` pages the distribution spec defines.
+        """
+        base = self.destination.api_url
+        url: str | None = f"{base}/v2/{self.destination.path}/tags/list?n={page_size}"
+        tags: list[str] = []
+        while url:
+            response = self._request("GET", "tags", url)
+            if response is None:
+                return tags
+            try:
+                tags += response.json().get("tags") or []
+            except (ValueError, AttributeError):
+                raise RegistryError(self._say("tags", "answered a tag list that is not JSON")) \
+                    from None
+            match = _NEXT_LINK.search(response.headers.get("Link", ""))
+            url = str(httpx.URL(base).join(match.group(1))) if match else None
+        return tags
+
     # -- HTTP --------------------------------------------------------------------------------
 
     def _image(self, reference: str) -> str:
@@ -141,8 +164,11 @@ class RegistryAPI:
                 )
             ) from None
 
-    def _request(self, method: str, reference: str) -> httpx.Response | None:
-        url = f"{self.destination.api_url}/v2/{self.destination.path}/manifests/{reference}"
+    def _request(
+        self, method: str, reference: str, url: str | None = None
+    ) -> httpx.Response | None:
+        """`method` on the manifest `reference` (or on `url`); None for a 404."""
+        url = url or f"{self.destination.api_url}/v2/{self.destination.path}/manifests/{reference}"
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
         response = self._send(method, url, self._with_auth(headers))
         if response.status_code == 401:

@@ -41,6 +41,16 @@ def test_reads_the_digest_and_image_id_a_tag_points_at(start_registry):
         assert api.digest("1.0.0") is None  # no such repository
 
 
+def test_lists_every_tag_across_pages(start_registry):
+    registry = start_registry({"pusher": PASSWORD})
+    for tag in ("1.0.0", "1.1.0", "2.0.0"):
+        upload_image(registry, "team/app", tag)
+    with RegistryAPI(destination(registry.host)) as api:
+        assert sorted(api.tags(page_size=2)) == ["1.0.0", "1.1.0", "2.0.0"]  # Link: rel=next
+    with RegistryAPI(destination(registry.host, path="team/none")) as api:
+        assert api.tags() == []  # no repository yet: nothing to release
+
+
 def test_wrong_password_is_refused_without_the_secret(start_registry, caplog):
     registry = start_registry({"pusher": "the-right-one"})
     caplog.set_level(logging.DEBUG)
