@@ -2,7 +2,7 @@
 FERRYMAN := .venv/bin/ferryman
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit lint stack-up stack-down bench
+.PHONY: setup demo test unit lint stack-up stack-down bench bench-triggers
 
 setup:
 	@sh .ci/bootstrap
@@ -27,3 +27,6 @@ lint: setup
 
 bench: stack-up
 	@.venv/bin/python bench/release_times.py
+
+bench-triggers: stack-up
+	@.venv/bin/python bench/trigger_latency.py

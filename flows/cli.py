@@ -1,7 +1,8 @@
 """`ferryman`: release, inspect and roll back apps, and run the local stack.
 
-Exit codes of `release` and `rollback`: 0 promoted, 3 rolled back cleanly, 1 any error;
-the last line printed is `outcome: promoted | rolled_back | failed`.
+Exit codes of `release` and `rollback`: 0 promoted, 3 rolled back cleanly, 4 not released
+now (skipped, a dry run, or deferred to the app's upgrade window), 1 any error; the last
+line printed is `outcome: promoted | rolled_back | failed | skipped | deferred`.
 """
 
 from __future__ import annotations
@@ -55,11 +56,13 @@ def _fail(message: str, as_json: bool) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     from tasks.errors import SpecError
-    from tasks.spec import load_spec, validate_version
+    from tasks.spec import load_spec, validate_digest, validate_version
 
     try:  # before anything runs: a bad spec or version is named here, not mid-flow
         load_spec(args.spec)
         validate_version(args.version)
+        if args.digest:
+            validate_digest(args.digest)
         build_args = _build_args(args.build_arg)
     except SpecError as e:
         return _fail(str(e), args.json)
@@ -67,6 +70,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
     state = release(
         spec_path=os.path.abspath(args.spec), version=args.version, build_args=build_args,
+        digest=args.digest or "", dry_run=args.dry_run, ignore_window=args.ignore_window,
         return_state=True,
     )
     return _finish(state, args.json)
@@ -128,6 +132,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhook(args: argparse.Namespace) -> int:
+    from flows import receiver
+    from tasks.errors import FerrymanError
+
+    try:
+        secret = receiver.read_secret(args.secret_file)
+        receiver.serve(args.host, args.port, secret, args.specs)
+    except FerrymanError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_stack(args: argparse.Namespace) -> int:
     from flows import stack
     from tasks.errors import StackError
@@ -153,6 +170,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("spec", help="release spec, e.g. deployments/demo/release.yaml")
     r.add_argument("--version", required=True, help="version to release (the image tag)")
     r.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--digest", help="release this image from the registry instead of building")
+    r.add_argument("--dry-run", action="store_true", help="check everything, change nothing")
+    r.add_argument("--ignore-window", action="store_true",
+                   help="release now even outside the app's upgrade window")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.set_defaults(func=cmd_release)
 
@@ -169,6 +190,15 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a release spec and its stack file")
     v.add_argument("spec")
     v.set_defaults(func=cmd_validate)
+
+    w = sub.add_parser("webhook", help="the webhook receiver: serve")
+    w.add_argument("action", choices=["serve"])
+    w.add_argument("--host", default="127.0.0.1")
+    w.add_argument("--port", type=int, default=8470)
+    w.add_argument("--specs", default=None, help="folder of release specs (deployments/)")
+    w.add_argument("--secret-file", default=None,
+                   help="file holding the shared secret (default: $FERRYMAN_WEBHOOK_SECRET)")
+    w.set_defaults(func=cmd_webhook)
 
     k = sub.add_parser("stack", help="the local stack: up | status | down")
     k.add_argument("action", choices=["up", "status", "down"])

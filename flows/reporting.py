@@ -25,23 +25,30 @@ from tasks.spec import ReleaseSpec
 HISTORY_LENGTH = 20
 
 
-def _trigger() -> str:
-    """How this run was started: through a deployment (UI, schedule, event) or directly."""
-    return "deployment" if get_run_context().flow_run.deployment_id else "cli"
-
-
-def label_run(spec: ReleaseSpec, name: str, strategy: str) -> None:
+def label_run(spec: ReleaseSpec, name: str, strategy: str, trigger: str = "manual") -> None:
     """Name the running flow run (`demo 1.1.0 -> 1.2.0`) and tag it for the runs page filter.
 
-    The name needs the version that runs now, which is only known inside the run.
+    The name needs the version that runs now, which is only known inside the run. `trigger`
+    is `manual`, `webhook` or `poller`; a manual run started through a deployment shows as
+    `deployment` (the UI, `prefect deployment run`), one started by the CLI as `cli`.
     """
     run = get_run_context().flow_run
+    if trigger == "manual":
+        trigger = "deployment" if run.deployment_id else "cli"
     tags = set(run.tags) | {
         f"app:{spec.app}", f"target:{spec.target.kind}", f"strategy:{strategy}",
-        f"trigger:{_trigger()}",
+        f"trigger:{trigger}",
     }
     with get_client(sync_client=True) as client:
         client.update_flow_run(run.id, name=name, tags=sorted(tags))
+
+
+def tag_run(tag: str) -> None:
+    """Add `tag` to the running flow run (the release flow records the image's digest)."""
+    run = get_run_context().flow_run
+    with get_client(sync_client=True) as client:
+        current = client.read_flow_run(run.id).tags
+        client.update_flow_run(run.id, tags=sorted(set(current) | {tag}))
 
 
 def emit(spec: ReleaseSpec, what: str, result: ReleaseResult) -> None:
@@ -57,6 +64,7 @@ def emit(spec: ReleaseSpec, what: str, result: ReleaseResult) -> None:
             "app": spec.app, "version": result.version,
             "previous_version": result.previous_version, "outcome": result.outcome.value,
             "reason": result.reason, "digest": result.digest, "strategy": result.strategy,
+            "trigger": result.trigger,
         },
     )
 

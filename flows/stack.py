@@ -1,10 +1,11 @@
 """The local stack: everything a release needs, on one machine, bound to 127.0.0.1.
 
 `up` starts what is not running (dockerd + a single-node Swarm, an attachable overlay
-network, the CNCF registry with htpasswd auth, Prometheus and a traffic generator in
-containers on that network, a Prefect server) and changes nothing that already runs as
-wanted. `down` removes what `up` made and nothing else; the data under the state folder
-(registry blobs, the Prefect database, Prometheus' volume) stays unless `purge` is asked.
+network, the CNCF registry with htpasswd auth that notifies the webhook receiver of each
+push, Prometheus and a traffic generator in containers on that network, a Prefect server
+with a process worker) and changes nothing that already runs as wanted. `down` removes
+what `up` made and nothing else; the data under the state folder (registry blobs, the
+Prefect database, Prometheus' volume) stays unless `purge` is asked.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ PREFECT_PORT = 4200
 REGISTRY = "127.0.0.1:5000"
 REGISTRY_USER = "ferryman"
 REGISTRY_BLOCK = "local-registry"
+WEBHOOK_PORT = 8470
+WEBHOOK = f"http://127.0.0.1:{WEBHOOK_PORT}"
 WORK_POOL = "ferryman"
 PROMETHEUS = "ferryman-prometheus"
 PROMETHEUS_IMAGE = "ferryman/prometheus:local"
@@ -67,6 +70,10 @@ class StackPaths:
         return self.root / "registry"
 
     @property
+    def webhook_secret(self) -> Path:
+        return self.root / "webhook" / "secret"
+
+    @property
     def prefect_home(self) -> Path:
         return self.root / "prefect"
 
@@ -90,14 +97,23 @@ def prefect_api_url() -> str:
     return f"http://127.0.0.1:{PREFECT_PORT}/api"
 
 
-def registry_password(paths: StackPaths) -> str:
-    """The local registry's password, made once and kept readable by root only."""
-    file = paths.registry / "password"
+def _stored_secret(file: Path) -> str:
+    """A random secret made once under the state folder, readable by root only."""
     if not file.exists():
-        paths.registry.mkdir(parents=True, exist_ok=True)
+        file.parent.mkdir(parents=True, exist_ok=True)
         file.touch(mode=0o600)
         file.write_text(secrets.token_urlsafe(24))
     return file.read_text().strip()
+
+
+def registry_password(paths: StackPaths) -> str:
+    """The local registry's password (user `ferryman`)."""
+    return _stored_secret(paths.registry / "password")
+
+
+def webhook_secret(paths: StackPaths) -> str:
+    """The shared secret the registry sends to the webhook receiver."""
+    return _stored_secret(paths.webhook_secret)
 
 
 # -- small helpers ------------------------------------------------------------------------
@@ -277,20 +293,49 @@ def ensure_deployments(paths: StackPaths, record: dict, say: Say) -> None:
     if deployed.returncode != 0:
         output = deployed.stdout[-2000:] + deployed.stderr[-2000:]
         raise StackError(f"prefect deploy failed:\n{output}")
-    say("deployments: release/manual, rollback/manual applied from prefect.yaml")
+    say("deployments: release/manual, release/on-push, rollback/manual, poll-tags/scheduled "
+        "applied from prefect.yaml")
     if _alive(record.get("worker_pid")):
         say(f"worker: running on pool {WORK_POOL} (pid {record['worker_pid']})")
         return
     log = paths.logs / "worker.log"
     record["worker_pid"] = _spawn(
         _prefect_cli("worker", "start", "--pool", WORK_POOL, "--type", "process"),
-        log, env={"PREFECT_API_URL": prefect_api_url(), "FERRYMAN_ROOT": str(ROOT)},
+        # Poll every 2 s (default 10) so a pushed tag's release starts within seconds.
+        log, env={"PREFECT_API_URL": prefect_api_url(), "FERRYMAN_ROOT": str(ROOT),
+                  "PREFECT_WORKER_QUERY_SECONDS": "2"},
     )
     say(f"worker: started on pool {WORK_POOL} (pid {record['worker_pid']}, log {log})")
 
 
+def registry_config(paths: StackPaths) -> dict:
+    """The registry's configuration: htpasswd auth, and notifications to the receiver."""
+    return {
+        "version": 0.1,
+        "log": {"level": "info", "formatter": "text"},
+        "storage": {
+            "filesystem": {"rootdirectory": str(paths.registry / "data")},
+            "delete": {"enabled": True},
+        },
+        "http": {"addr": REGISTRY, "secret": _stored_secret(paths.registry / "http-secret")},
+        "auth": {"htpasswd": {"realm": "ferryman", "path": str(paths.registry / "htpasswd")}},
+        "notifications": {"endpoints": [{
+            "name": "ferryman",
+            "url": f"{WEBHOOK}/hooks/distribution",
+            "headers": {"Authorization": [f"Bearer {webhook_secret(paths)}"]},
+            "timeout": "2s",
+            "threshold": 3,
+            "backoff": "1s",
+            # Layer pushes are events too; the receiver acts only on tagged manifests.
+            "ignore": {"mediatypes": ["application/octet-stream"]},
+        }]},
+    }
+
+
 def ensure_registry(paths: StackPaths, record: dict, say: Say) -> None:
     url = f"http://{REGISTRY}/v2/"
+    config_file = paths.registry / "config.yml"
+    wanted = yaml.safe_dump(registry_config(paths))
     if _http_status(url) in (200, 401):
         token = base64.b64encode(f"{REGISTRY_USER}:{registry_password(paths)}".encode()).decode()
         if _http_status(url, headers={"Authorization": f"Basic {token}"}) != 200:
@@ -299,8 +344,12 @@ def ensure_registry(paths: StackPaths, record: dict, say: Say) -> None:
                 f"from another state folder than {paths.root}. Stop it (`ferryman stack down` "
                 "where it was started) and run `up` again"
             )
-        say(f"registry: up at {REGISTRY}")
-        return
+        current = config_file.read_text() if config_file.exists() else ""
+        if current == wanted or not _alive(record.get("registry_pid")):
+            say(f"registry: up at {REGISTRY}")
+            return
+        # Started by an earlier `up` with another configuration (e.g. no notifications).
+        _stop(record.pop("registry_pid"), "registry (configuration changed)", say)
     registry = _need("docker-registry")
     htpasswd = _need("htpasswd")
     password = registry_password(paths)
@@ -310,23 +359,30 @@ def ensure_registry(paths: StackPaths, record: dict, say: Say) -> None:
         check=True,
     ).stdout
     (paths.registry / "htpasswd").write_text(hashed)
-    config = {
-        "version": 0.1,
-        "log": {"level": "info", "formatter": "text"},
-        "storage": {
-            "filesystem": {"rootdirectory": str(paths.registry / "data")},
-            "delete": {"enabled": True},
-        },
-        "http": {"addr": REGISTRY, "secret": secrets.token_hex(16)},
-        "auth": {"htpasswd": {"realm": "ferryman", "path": str(paths.registry / "htpasswd")}},
-    }
-    config_file = paths.registry / "config.yml"
-    config_file.write_text(yaml.safe_dump(config))
-    config_file.chmod(0o600)
+    config_file.touch(mode=0o600)
+    config_file.write_text(wanted)
     log = paths.logs / "registry.log"
     record["registry_pid"] = _spawn([registry, "serve", str(config_file)], log)
     _wait_for("the registry", lambda: _http_status(url) in (200, 401), 30, log)
-    say(f"registry: started at {REGISTRY} (pid {record['registry_pid']}, htpasswd auth)")
+    say(f"registry: started at {REGISTRY} (pid {record['registry_pid']}, htpasswd auth, "
+        f"notifying {WEBHOOK})")
+
+
+def ensure_receiver(paths: StackPaths, record: dict, say: Say) -> None:
+    """The webhook receiver on 127.0.0.1, turning the registry's pushes into Prefect events."""
+    health = f"{WEBHOOK}/healthz"
+    if _http_status(health) == 200:
+        say(f"webhook receiver: up at {WEBHOOK}")
+        return
+    webhook_secret(paths)
+    log = paths.logs / "webhook.log"
+    record["receiver_pid"] = _spawn(
+        [str(Path(sys.executable).parent / "ferryman"), "webhook", "serve",
+         "--port", str(WEBHOOK_PORT), "--secret-file", str(paths.webhook_secret)],
+        log, env={"PREFECT_API_URL": prefect_api_url()},
+    )
+    _wait_for("the webhook receiver", lambda: _http_status(health) == 200, 60, log)
+    say(f"webhook receiver: started at {WEBHOOK} (pid {record['receiver_pid']}, log {log})")
 
 
 def ensure_registry_block(paths: StackPaths, say: Say) -> None:
@@ -502,6 +558,7 @@ def up(say: Say = print, paths: StackPaths | None = None) -> None:
         ensure_swarm(client, record, say)
         ensure_network(client, say)
         ensure_prefect(paths, record, say)
+        ensure_receiver(paths, record, say)
         ensure_registry(paths, record, say)
         ensure_registry_block(paths, say)
         ensure_deployments(paths, record, say)
@@ -537,6 +594,7 @@ def status(say: Say = print, paths: StackPaths | None = None) -> bool:
                 f"stable {labels.get('ferryman.stable.version', 'none')}",
             ))
     checks.append(("registry", _http_status(f"http://{REGISTRY}/v2/") in (200, 401), REGISTRY))
+    checks.append(("webhook receiver", _http_status(f"{WEBHOOK}/healthz") == 200, WEBHOOK))
     checks.append((
         "prometheus api", _http_status("http://127.0.0.1:9090/-/ready") == 200,
         "http://127.0.0.1:9090",
@@ -591,6 +649,7 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
             say("swarm: left (ferryman had initialised it)")
     _stop(record.pop("worker_pid", None), "worker", say)
     _stop(record.pop("registry_pid", None), "registry", say)
+    _stop(record.pop("receiver_pid", None), "webhook receiver", say)
     _stop(record.pop("prefect_pid", None), "prefect", say)
     _stop(record.pop("dockerd_pid", None), "dockerd", say)
     paths.save_record(record)

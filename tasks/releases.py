@@ -20,6 +20,11 @@ class Outcome(StrEnum):
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"
+    SKIPPED = "skipped"
+    """A triggered release that did not run: a newer one superseded it, the running version
+    is not older, or the image was released before. Nothing was changed."""
+    DEFERRED = "deferred"
+    """A release that arrived outside its app's upgrade window: scheduled for the opening."""
 
 
 class MeasurementRecord(BaseModel):
@@ -70,6 +75,12 @@ class ReleaseResult(BaseModel):
     rollback_measurements: list[MeasurementRecord] = Field(default_factory=list)
     steps: list[StepRecord] = Field(default_factory=list)
     seconds: float = 0.0
+    trigger: str = "manual"
+    """`manual` (CLI, UI), `webhook`, `poller` or `window` (a deferred release at its opening)."""
+    started_by: str = ""
+    """Who or what asked for the release, in words (a user, a registry push, a poller)."""
+    window_overrun: float | None = None
+    """Seconds the release ran past the end of its upgrade window (None: the app has none)."""
 
     @computed_field
     @property
@@ -82,8 +93,11 @@ class ReleaseResult(BaseModel):
         return None
 
     def exit_code(self) -> int:
-        """The CLI's exit code: 0 promoted, 3 rolled back cleanly, 1 anything else."""
-        return {Outcome.PROMOTED: 0, Outcome.ROLLED_BACK: 3}.get(self.outcome, 1)
+        """The CLI's exit code: 0 promoted, 3 rolled back cleanly, 4 not run now (skipped or
+        deferred to the upgrade window), 1 anything else."""
+        codes = {Outcome.PROMOTED: 0, Outcome.ROLLED_BACK: 3, Outcome.SKIPPED: 4,
+                 Outcome.DEFERRED: 4}
+        return codes.get(self.outcome, 1)
 
 
 def threshold_text(threshold: Threshold) -> str:
@@ -94,6 +108,12 @@ def threshold_text(threshold: Threshold) -> str:
     if threshold.max is not None:
         parts.append(f"max {threshold.max:g}")
     return " ".join(parts)
+
+
+def _overrun(seconds: float) -> str:
+    if seconds <= 0:
+        return "finished inside the window"
+    return f"**overran the window by {seconds:.0f} s** (a release is never cut off half-way)"
 
 
 def _fmt(value: float | None) -> str:
@@ -129,6 +149,11 @@ def render_report(result: ReleaseResult) -> str:
         f"| released | {result.version} (`{result.image or 'not pushed'}`) |",
         f"| digest | `{result.digest or '—'}` |",
         f"| strategy | {result.strategy} |",
+        f"| trigger | {result.trigger}{f' ({result.started_by})' if result.started_by else ''} |",
+        *(
+            [f"| upgrade window | {_overrun(result.window_overrun)} |"]
+            if result.window_overrun is not None else []
+        ),
         f"| duration | {result.seconds:.1f} s |",
         *(
             [f"| new version served for | {result.exposure_seconds:.1f} s until restored |"]

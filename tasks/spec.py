@@ -282,6 +282,16 @@ def validate_version(version: str) -> str:
     return version
 
 
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def validate_digest(digest: str) -> str:
+    """Return `digest` if it is a sha256 image digest; raise SpecError naming it otherwise."""
+    if not _DIGEST.fullmatch(digest):
+        raise SpecError(f"digest {digest!r} is not an image digest (sha256:<64 hex digits>)")
+    return digest
+
+
 def format_validation_error(error: ValidationError, source: str) -> str:
     """One line per problem, each naming the field path, e.g. `analysis.metrics[0].query`."""
     lines = [f"{source}: invalid release spec"]
@@ -324,3 +334,35 @@ def load_spec(path: str | Path) -> ReleaseSpec:
         raise SpecError(f"{path}: not valid YAML: {e}") from None
     spec = parse_spec(data, path.parent, str(path))
     return spec.model_copy(update={"source": path})
+
+
+SPEC_FILES = "*/release.yaml"
+"""Where an app's spec lives under the specs folder (`deployments/<app>/release.yaml`)."""
+
+
+def spec_files(directory: str | Path) -> list[Path]:
+    """The release specs under `directory`, sorted."""
+    return sorted(Path(directory).glob(SPEC_FILES))
+
+
+def find_spec(app: str, directory: str | Path) -> Path:
+    """The spec file of `app` under `directory`, for runs started by app name (UI, events).
+
+    Only each file's `app` key is read here, so one broken spec does not hide the others.
+    Raises SpecError naming the apps there are when none (or several) is `app`.
+    """
+    found: dict[str, list[Path]] = {}
+    for file in spec_files(directory):
+        try:
+            data = yaml.safe_load(file.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("app"), str):
+            found.setdefault(data["app"], []).append(file)
+    files = found.get(app, [])
+    if len(files) == 1:
+        return files[0].resolve()
+    if files:
+        raise SpecError(f"app {app!r} has several specs: {', '.join(map(str, files))}")
+    known = ", ".join(sorted(found)) or "none"
+    raise SpecError(f"no release spec for app {app!r} under {directory} (apps there: {known})")

@@ -14,7 +14,14 @@ from tasks.analysis.measurement import Measurement
 from tasks.analysis.prometheus import MetricProvider, PrometheusProvider
 from tasks.analysis.runner import AnalysisResult, run_analysis
 from tasks.errors import retry_transient
-from tasks.images import BuiltImage, PushedImage, build_image, docker_client, push_image
+from tasks.images import (
+    BuiltImage,
+    PushedImage,
+    build_image,
+    docker_client,
+    locate_image,
+    push_image,
+)
 from tasks.registries import RegistryAuth, get_registry
 from tasks.spec import ReleaseSpec
 from tasks.targets import Target, TargetStatus, Version
@@ -50,6 +57,20 @@ def push(
     registry = get_registry(spec.registry)
     log.info("pushing %s to %s", built.reference, registry.name)
     return push_image(built, registry, auth, client or docker_client(), log=log.info)
+
+
+@task(name="locate", task_run_name="locate {version}", **RETRIED)
+def locate(
+    spec: ReleaseSpec, version: str, digest: str | None, auth: RegistryAuth | None
+) -> PushedImage:
+    """Find a pushed image in the spec's registry (triggered releases build nothing).
+
+    Returns it pinned by digest; raises ImageNotFoundError when the registry lacks it.
+    """
+    log = get_run_logger()
+    return locate_image(
+        get_registry(spec.registry), auth, spec.image.repository, version, digest, log=log.info
+    )
 
 
 @task(name="read status", **RETRIED)

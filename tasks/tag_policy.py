@@ -1,7 +1,8 @@
 """Tag policies: whether a tag that appeared in a registry is released at all.
 
-The webhook receiver and the poller (the triggers issue) call `decide` for every new tag of an
-app, with the version the app runs now; only a tag it releases starts a release run.
+The webhook receiver and the poller call `decide` for every new tag of an app, with the
+version the app runs now; only a tag it releases starts a release run, which calls it again
+under the app's lock.
 
 Versions are semantic versions (semver.org), with an optional leading `v` (`v1.2.3`): image
 tags cannot carry `+build` metadata, so precedence is major, minor, patch, then prerelease.
@@ -35,6 +36,8 @@ from typing import Annotated
 
 import semver
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tasks.durations import Seconds
 
 _OPERATORS: dict[str, Callable[[semver.Version, semver.Version], bool]] = {
     ">=": operator.ge,
@@ -145,6 +148,9 @@ class TagPolicy(BaseModel):
     """Release a version that is not newer than the running one."""
     prerelease: bool = False
     """Release semver prereleases (`1.3.0-rc.1`)."""
+    settle: Annotated[Seconds, Field(ge=0)] = 10.0
+    """How long a triggered release waits for a newer tag before it starts, so that a burst
+    of pushes releases only the newest (pushes 1 s apart start one release, not two)."""
 
     @field_validator("semver")
     @classmethod

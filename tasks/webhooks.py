@@ -1,9 +1,9 @@
 """What the webhook receiver needs, minus the HTTP server: parse, authenticate, deduplicate.
 
-The receiver (the triggers issue) authenticates a delivery first (`verify_shared_secret` or
-`verify_hmac_sha256`, on the raw body), then parses it with the parser of its sender, drops
-events `DeliveryDeduplicator` has seen, maps each repository to an app with
-`app_for_repository`, and hands the rest to the tag policy (`tasks.tag_policy.decide`).
+The receiver (`flows/receiver.py`) authenticates a delivery first (`verify_shared_secret` or
+`verify_hmac_sha256`, on the raw body), then parses it with the parser of its sender, maps
+each repository to an app with `app_for_repository`, asks the tag policy
+(`tasks.tag_policy.decide`), and drops the images `DeliveryDeduplicator` has seen.
 
 Senders and what is read from them:
 
@@ -245,14 +245,17 @@ def verify_hmac_sha256(
 
 
 def delivery_key(event: ImagePushed) -> Hashable:
-    """What makes two deliveries the same: the sender's delivery id, or else the image.
+    """What makes two deliveries the same: the image they report, else the delivery id.
 
-    Without an id the key is (repository, tag, digest); Docker Hub sends no digest, so there
-    its push time stands in for it, and a tag pushed again later is a new delivery.
+    With a digest the key is (repository, tag, digest): a registry's retry, the same push
+    reported by a poller too, or a re-push of the very same image all start one release.
+    Docker Hub sends no digest: there the delivery id, or else the push time, stands in.
     """
+    if event.digest is not None:
+        return ("image", event.repository, event.tag, event.digest)
     if event.delivery_id is not None:
         return ("id", event.source, event.delivery_id)
-    return ("image", event.repository, event.tag, event.digest or event.event_time)
+    return ("image", event.repository, event.tag, event.event_time)
 
 
 class DeliveryDeduplicator:
@@ -283,6 +286,11 @@ class DeliveryDeduplicator:
             while len(self._seen) > self._max:
                 self._seen.popitem(last=False)
             return False
+
+    def forget(self, key: Hashable) -> None:
+        """Drop `key`, e.g. when the event it announced could not be sent on."""
+        with self._lock:
+            self._seen.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._seen)

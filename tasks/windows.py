@@ -1,7 +1,8 @@
 """Upgrade windows: when an app may be released, and which pending release goes first.
 
-The triggers (webhook receiver, poller, schedules; the triggers issue) call `schedule_release`
-for a release that arrives, and run it then; the release report calls `overrun_seconds`.
+The release flow calls `schedule_release` for every release that arrives and, when that is
+later, defers the release to then (`flows.triggers.defer`); its report calls
+`overrun_seconds`.
 Every function here is pure: the time is always an argument, never read from a clock.
 
 How a window is read:
@@ -239,7 +240,7 @@ def overrun_seconds(window: UpgradeWindow | None, started_at: datetime,
 
 @dataclass(frozen=True)
 class PendingRelease:
-    """A release that arrived outside its app's window and waits for the next one."""
+    """A release waiting to run: deferred to its window, or started while another runs."""
 
     version: str
     requested_at: datetime

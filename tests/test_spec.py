@@ -7,7 +7,7 @@ import yaml
 
 from tasks.durations import parse_duration
 from tasks.errors import SpecError
-from tasks.spec import load_spec, parse_spec, validate_version
+from tasks.spec import find_spec, load_spec, parse_spec, validate_digest, validate_version
 from tests.helpers import changed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,3 +162,35 @@ def test_invalid_window_or_tag_policy_names_the_field(key, value, message):
     data = demo_data()
     data[key] = value
     assert message in error_of(data)
+
+
+def write_app(folder: Path, name: str, app: str) -> None:
+    (folder / name).mkdir(parents=True, exist_ok=True)
+    (folder / name / "release.yaml").write_text(yaml.safe_dump({"app": app}))
+
+
+def test_spec_is_found_by_app_name(tmp_path):
+    write_app(tmp_path, "shop", "shop")
+    write_app(tmp_path, "billing-service", "billing")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "release.yaml").write_text("app: [unclosed")
+    assert find_spec("billing", tmp_path) == (tmp_path / "billing-service" / "release.yaml")
+
+
+def test_unknown_app_names_the_apps_there_are(tmp_path):
+    write_app(tmp_path, "shop", "shop")
+    with pytest.raises(SpecError, match=r"no release spec for app 'demo' .*apps there: shop"):
+        find_spec("demo", tmp_path)
+
+
+def test_app_with_two_specs_is_refused(tmp_path):
+    write_app(tmp_path, "a", "shop")
+    write_app(tmp_path, "b", "shop")
+    with pytest.raises(SpecError, match="app 'shop' has several specs"):
+        find_spec("shop", tmp_path)
+
+
+def test_digest_must_be_a_sha256_digest():
+    assert validate_digest("sha256:" + "a" * 64)
+    with pytest.raises(SpecError, match="'sha256:abc' is not an image digest"):
+        validate_digest("sha256:abc")

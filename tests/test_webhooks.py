@@ -366,15 +366,30 @@ def test_oldest_keys_go_when_the_deduplicator_is_full():
     assert dedupe.seen_before("c") is True and dedupe.seen_before("a") is False
 
 
-def test_delivery_key_is_the_delivery_id_when_there_is_one():
-    event = parse_ecr_event(ECR)[0]
-    again = parse_ecr_event(changed(ECR, "time", "2026-06-02T00:13:00Z"))[0]
+def test_same_image_reported_with_another_delivery_id_is_the_same_delivery():
+    event = parse_distribution(DISTRIBUTION)[0]
+    again = parse_distribution(changed(DISTRIBUTION, "events.1.id", "another-delivery"))[0]
     assert delivery_key(event) == delivery_key(again)
-
-
-def test_delivery_key_without_id_is_the_image():
-    event = parse_distribution(changed(DISTRIBUTION, "events.1.id", KeyError))[0]
     assert delivery_key(event) == ("image", "ferryman/demo", "1.3.0", DIGEST)
+
+
+def test_another_digest_under_the_same_tag_is_a_new_delivery():
+    event = parse_distribution(DISTRIBUTION)[0]
+    moved = parse_distribution(changed(DISTRIBUTION, "events.1.target.digest", LAYER))[0]
+    assert delivery_key(event) != delivery_key(moved)
+
+
+def test_delivery_key_without_digest_is_the_delivery_id():
+    event = parse_dockerhub(DOCKERHUB)[0]
+    with_id = ImagePushed(**{**event.__dict__, "delivery_id": "hub-1"})
+    assert delivery_key(with_id) == ("id", "dockerhub", "hub-1")
+
+
+def test_forgotten_key_is_new_again():
+    dedupe = DeliveryDeduplicator(clock=Clock())
+    dedupe.seen_before("a")
+    dedupe.forget("a")
+    assert dedupe.seen_before("a") is False
 
 
 def test_dockerhub_tag_pushed_again_later_is_a_new_delivery():

@@ -1,0 +1,90 @@
+"""From `docker push` to a release run: how long the trigger path takes, on the local stack.
+
+Pushes PUSHES new tags of the demo app one after another with plain `docker push` (each one
+waits for the previous release to finish) and prints, per push and as medians: the time
+from the push returning to the release run being created (registry notification ->
+receiver -> event -> deployment trigger) and to its starting in the worker, and the whole
+release (push returned -> promoted; includes `tag_policy.settle`). Run with
+`make bench-triggers` (brings the stack up first).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Before Prefect is imported: its settings are read once, at import.
+os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+
+import docker  # noqa: E402
+from prefect.client.orchestration import get_client  # noqa: E402
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName  # noqa: E402
+from prefect.client.schemas.sorting import FlowRunSort  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = Path(os.environ.get("FERRYMAN_STATE_DIR", ROOT / ".state"))
+REGISTRY = "127.0.0.1:5000"
+PUSHES = int(os.environ.get("PUSHES", "5"))
+
+
+def push(version: str) -> float:
+    image = f"{REGISTRY}/ferryman/demo:{version}"
+    docker.from_env().images.build(path=str(ROOT / "examples" / "demo-app"), tag=image,
+                                   buildargs={"APP": "demo", "VERSION": version}, rm=True)
+    subprocess.run(["docker", "push", "-q", image], check=True, capture_output=True)
+    return time.time()
+
+
+def run_of(version: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            for run in client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["release"])),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=20,
+            ):
+                if (run.parameters or {}).get("version") == version:
+                    return run
+            time.sleep(0.2)
+    sys.exit(f"no release run for {version} within {timeout:.0f} s: is the stack up?")
+
+
+def watch(run_id, until, timeout: float = 600):
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(run_id)
+            if until(run):
+                return run
+            time.sleep(0.2)
+    sys.exit(f"flow run {run_id} did not get there within {timeout:.0f} s")
+
+
+def main() -> None:
+    password = (STATE / "registry" / "password").read_text().strip()
+    subprocess.run(["docker", "login", "-u", "ferryman", "--password-stdin", REGISTRY],
+                   input=password, text=True, check=True, capture_output=True)
+    major = int(time.time()) // 60
+    rows = []
+    print(f"{'version':<16} {'created s':>9} {'started s':>9} {'released s':>10}  outcome")
+    for i in range(PUSHES):
+        version = f"{major}.{100 + i}.0"
+        pushed = push(version)
+        run = run_of(version)
+        started = watch(run.id, lambda r: r.start_time is not None)
+        done = watch(run.id, lambda r: r.state is not None and r.state.is_final())
+        row = (run.created.timestamp() - pushed, started.start_time.timestamp() - pushed,
+               done.end_time.timestamp() - pushed)
+        rows.append(row)
+        print(f"{version:<16} {row[0]:>9.1f} {row[1]:>9.1f} {row[2]:>10.1f}  {done.state.name}")
+    created, started, released = (statistics.median(column) for column in zip(*rows, strict=True))
+    print(f"median over {PUSHES} pushes: run created {created:.1f} s, run started "
+          f"{started:.1f} s, released {released:.1f} s after `docker push` returned")
+
+
+if __name__ == "__main__":
+    main()

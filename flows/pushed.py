@@ -1,0 +1,45 @@
+"""The `ferryman.image.pushed` event: a new tag of an app, released by the `on-push` trigger.
+
+Emitted by the webhook receiver (`flows.receiver`) and the poller (`flows.poller`); the
+deployment trigger in `prefect.yaml` reads its payload into the release flow's parameters.
+One image (repository, tag, digest) always gets the same event id, whoever reports it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Hashable
+from pathlib import Path
+
+from tasks.spec import ReleaseSpec
+from tasks.webhooks import ImagePushed
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENT = "ferryman.image.pushed"
+_EVENT_IDS = uuid.UUID("6f1c1f1e-5b7a-4f43-9d1e-0f0e2a7c0d11")
+
+
+def event_id(key: Hashable) -> uuid.UUID:
+    """The event id for a delivery key (`tasks.webhooks.delivery_key`)."""
+    return uuid.uuid5(_EVENT_IDS, repr(key))
+
+
+def emit_pushed(app: str, pushed: ImagePushed, spec: ReleaseSpec, id: uuid.UUID) -> bool:
+    """Hand the event to Prefect; False when no Prefect API is configured to take it."""
+    from prefect.events import emit_event
+
+    source = spec.source
+    spec_path = source.relative_to(ROOT) if source and source.is_relative_to(ROOT) else source
+    trigger = "poller" if pushed.source == "poller" else "webhook"
+    event = emit_event(
+        event=EVENT,
+        resource={"prefect.resource.id": f"ferryman.app.{app}", "prefect.resource.name": app},
+        payload={
+            "app": app, "tag": pushed.tag, "digest": pushed.digest or "",
+            "repository": pushed.repository, "registry": pushed.registry or "",
+            "source": pushed.source, "trigger": trigger, "spec_path": str(spec_path or ""),
+            "requested_by": f"{pushed.source} report of {pushed.repository}:{pushed.tag}",
+        },
+        id=id,
+    )
+    return event is not None
