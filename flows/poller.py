@@ -16,7 +16,7 @@ from prefect.variables import Variable
 
 from flows.pushed import emit_pushed, event_id
 from flows.triggers import SPECS, spec_path_for
-from tasks.errors import retry_transient
+from tasks.errors import EventNotSentError, retry_transient
 from tasks.registries import get_registry, load_auth
 from tasks.registries.api import RegistryAPI
 from tasks.spec import ReleaseSpec, load_spec, spec_files
@@ -68,7 +68,9 @@ def poll_app(spec: ReleaseSpec) -> str:
     if repr(key) in announced:
         return f"{spec.app}: {tag} ({digest}) was announced before"
     if not emit_pushed(spec.app, pushed, spec, event_id(key)):
-        raise RuntimeError("Prefect's event client is not configured (PREFECT_API_URL)")
+        raise EventNotSentError(
+            f"could not announce {spec.app} {tag}: the Prefect API does not answer"
+        )
     Variable.set(name, ([repr(key)] + announced)[:REMEMBERED], overwrite=True)
     log.info("%s: announced %s (%s), running %s", spec.app, tag, digest, running)
     return f"{spec.app}: announced {tag}"

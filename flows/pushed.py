@@ -25,8 +25,18 @@ def event_id(key: Hashable) -> uuid.UUID:
 
 
 def emit_pushed(app: str, pushed: ImagePushed, spec: ReleaseSpec, id: uuid.UUID) -> bool:
-    """Hand the event to Prefect; False when no Prefect API is configured to take it."""
+    """Hand the event to Prefect; False when Prefect cannot take it now.
+
+    Prefect sends events from a background queue and would accept one while its server is
+    down; asking the server first lets the receiver answer 503, so the registry delivers
+    again instead of the push being lost.
+    """
+    from prefect.client.orchestration import get_client
     from prefect.events import emit_event
+
+    with get_client(sync_client=True) as client:
+        if client.api_healthcheck() is not None:
+            return False
 
     source = spec.source
     spec_path = source.relative_to(ROOT) if source and source.is_relative_to(ROOT) else source

@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flows.pushed import EVENT, emit_pushed, event_id
-from tasks.errors import FerrymanError, SpecError
+from tasks.errors import EventNotSentError, FerrymanError, SpecError
 from tasks.spec import ReleaseSpec, load_spec, spec_files
 from tasks.tag_policy import decide
 from tasks.webhooks import (
@@ -162,7 +162,7 @@ class Receiver:
         try:
             specs = self.specs() if pushed else []
             handled = [self._one(event, specs) for event in pushed]
-        except _NotSent as e:
+        except EventNotSentError as e:
             return HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(e)}
         for h in handled:
             log.info("%s:%s -> %s (%s)", h.repository, h.tag, h.result, h.detail)
@@ -198,16 +198,13 @@ class Receiver:
         except Exception as e:  # noqa: BLE001 - any failure to hand it on: let the sender retry
             sent, why = False, f"{e.__class__.__name__}: {e}"
         else:
-            why = "Prefect's event client is not configured (PREFECT_API_URL)"
+            why = "the Prefect API does not answer (or PREFECT_API_URL is not set)"
         if not sent:
             self._seen.forget(key)
-            raise _NotSent(f"could not emit the event for {pushed.repository}:{pushed.tag}: "
-                           f"{why}")
+            raise EventNotSentError(
+                f"could not emit the event for {pushed.repository}:{pushed.tag}: {why}"
+            )
         return say("released", f"{verdict.reason}; event {EVENT} {id}", app)
-
-
-class _NotSent(FerrymanError):
-    """An event that could not be handed to Prefect: the sender should deliver again."""
 
 
 class _Handler(BaseHTTPRequestHandler):

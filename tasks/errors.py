@@ -68,6 +68,10 @@ class RegistryUnavailableError(TransientError):
         return (self.__class__, (str(self), self.retry_after))
 
 
+class EventNotSentError(TransientError):
+    """An event Prefect could not take now (its API does not answer); send it again later."""
+
+
 class DockerEngineUnavailable(TransientError):
     """The Docker engine that builds and pushes images could not be reached."""
 
