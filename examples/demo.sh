@@ -28,3 +28,5 @@ echo "== ferryman status $SPEC"
 $FERRYMAN status "$SPEC"
 echo
 echo "Prefect UI: http://127.0.0.1:4200/runs  (the three release runs, with their task runs)"
+echo "The registry also reported these pushes to the webhook receiver: the release/on-push"
+echo "runs they started end Skipped, since Ferryman had released those images itself."
