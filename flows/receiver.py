@@ -68,7 +68,7 @@ log = logging.getLogger("ferryman.webhook")
 
 @dataclass(frozen=True)
 class Handled:
-    """What became of one reported tag: `released` (event emitted), `duplicate`, `ignored`."""
+    """What became of one reported tag: `announced` (event emitted), `duplicate`, `ignored`."""
 
     repository: str
     tag: str
@@ -112,7 +112,7 @@ def running_version(spec: ReleaseSpec) -> str | None:
 
 
 class Receiver:
-    """Everything but HTTP: authenticate, parse, deduplicate, map, decide, emit.
+    """Everything but HTTP: authenticate, parse, map to an app, decide, deduplicate, emit.
 
     `emit` and `current` are injected for tests (the real ones talk to Prefect and the
     target); `specs` is the folder of release specs, read again on every delivery so that a
@@ -192,9 +192,9 @@ class Receiver:
         key = delivery_key(pushed)
         if self._seen.seen_before(key):
             return say("duplicate", "this image was reported before: no second release", app)
-        id = event_id(key)
+        uid = event_id(key)
         try:
-            sent = self._emit(app, pushed, spec, id)
+            sent = self._emit(app, pushed, spec, uid)
         except Exception as e:  # noqa: BLE001 - any failure to hand it on: let the sender retry
             sent, why = False, f"{e.__class__.__name__}: {e}"
         else:
@@ -204,7 +204,7 @@ class Receiver:
             raise EventNotSentError(
                 f"could not emit the event for {pushed.repository}:{pushed.tag}: {why}"
             )
-        return say("released", f"{verdict.reason}; event {EVENT} {id}", app)
+        return say("announced", f"{verdict.reason}; event {EVENT} {uid}", app)
 
 
 class _Handler(BaseHTTPRequestHandler):

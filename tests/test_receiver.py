@@ -82,7 +82,7 @@ def test_tagged_push_with_the_secret_emits_one_event(receiver):
     assert answer.status_code == 202
     assert recorder.sent == [("demo", "1.3.0", DIGEST)]
     [handled] = answer.json()["handled"]
-    assert handled["result"] == "released" and "newer than 1.2.0" in handled["detail"]
+    assert handled["result"] == "announced" and "newer than 1.2.0" in handled["detail"]
 
 
 def test_wrong_secret_gets_401_and_emits_nothing(receiver, caplog):
