@@ -3,8 +3,8 @@
 Runs on a schedule (`poll-tags/scheduled` in prefect.yaml). For each app it lists the
 repository's tags, keeps the semantic versions the app's tag policy releases against the
 version running now, and emits the same event the webhook receiver would for the newest
-one. It emits an image (tag and digest) once: the images it announced are remembered in a
-Prefect variable per app (`ferryman_poller_<app>`, the last 50). Tags that are not
+one. It emits an image (tag and digest) once: the event ids of the images it announced are
+remembered in a Prefect variable per app (`ferryman_poller_<app>`, the last 50). Tags that are not
 semantic versions have no order to find the newest by, so they are left to webhooks.
 """
 
@@ -62,16 +62,17 @@ def poll_app(spec: ReleaseSpec) -> str:
         source="poller", registry=destination.registry, repository=spec.image.repository,
         tag=tag, digest=digest, delivery_id=None, event_time=None,
     )
-    key = delivery_key(pushed)
+    uid = event_id(delivery_key(pushed))
     name = memory_name(spec.app)
     announced = Variable.get(name, default=[]) or []
-    if repr(key) in announced:
+    if str(uid) in announced:
         return f"{spec.app}: {tag} ({digest}) was announced before"
-    if not emit_pushed(spec.app, pushed, spec, event_id(key)):
+    if not emit_pushed(spec.app, pushed, spec, uid):
         raise EventNotSentError(
             f"could not announce {spec.app} {tag}: the Prefect API does not answer"
         )
-    Variable.set(name, ([repr(key)] + announced)[:REMEMBERED], overwrite=True)
+    # Event ids, not images: 50 of them stay well inside a variable's 5000 characters.
+    Variable.set(name, ([str(uid)] + announced)[:REMEMBERED], overwrite=True)
     log.info("%s: announced %s (%s), running %s", spec.app, tag, digest, running)
     return f"{spec.app}: announced {tag}"
 

@@ -39,3 +39,15 @@ def test_tags_that_are_not_versions_are_never_candidates():
 
 def test_memory_name_is_a_valid_variable_name():
     assert memory_name("Shop-EU.1") == "ferryman_poller_shop_eu_1"
+
+
+def test_fifty_remembered_announcements_fit_in_a_prefect_variable():
+    import json
+    import uuid
+
+    from prefect.types import MAX_VARIABLE_VALUE_LENGTH
+
+    from flows.poller import REMEMBERED
+
+    value = [str(uuid.uuid4()) for _ in range(REMEMBERED)]
+    assert len(json.dumps(value)) < MAX_VARIABLE_VALUE_LENGTH
