@@ -14,8 +14,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.variables import Variable
 
+from flows import SPECS
 from flows.pushed import emit_pushed, event_id
-from flows.triggers import SPECS, spec_path_for
+from flows.triggers import spec_path_for
 from tasks.errors import EventNotSentError, retry_transient
 from tasks.registries import get_registry, load_auth
 from tasks.registries.api import RegistryAPI

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Hashable
-from pathlib import Path
 
+from flows import ROOT
 from tasks.spec import ReleaseSpec
 from tasks.webhooks import ImagePushed
 
-ROOT = Path(__file__).resolve().parents[1]
 EVENT = "ferryman.image.pushed"
 _EVENT_IDS = uuid.UUID("6f1c1f1e-5b7a-4f43-9d1e-0f0e2a7c0d11")
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from flows import SPECS
 from flows.pushed import EVENT, emit_pushed, event_id
 from tasks.errors import EventNotSentError, FerrymanError, SpecError
 from tasks.spec import ReleaseSpec, load_spec, spec_files
@@ -56,7 +57,6 @@ from tasks.webhooks import (
     verify_shared_secret,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 MAX_BODY = 1 << 20
 PARSERS: dict[str, Callable[[dict], list[ImagePushed]]] = {
     "/hooks/distribution": parse_distribution,
@@ -255,7 +255,7 @@ def make_server(host: str, port: int, receiver: Receiver) -> ThreadingHTTPServer
 def serve(host: str, port: int, secret: str, specs: str | None = None) -> None:
     """Serve until interrupted (`ferryman webhook serve`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    receiver = Receiver(secret, Path(specs) if specs else ROOT / "deployments")
+    receiver = Receiver(secret, Path(specs) if specs else SPECS)
     server = make_server(host, port, receiver)
     log.info("webhook receiver on http://%s:%d (%s)", host, port, ", ".join(PARSERS))
     try:

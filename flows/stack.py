@@ -31,10 +31,10 @@ import docker
 import docker.errors
 import yaml
 
+from flows import ROOT, SPECS
 from tasks.errors import SpecError, StackError
-from tasks.spec import ReleaseSpec, load_spec
+from tasks.spec import ReleaseSpec, load_spec, spec_files
 
-ROOT = Path(__file__).resolve().parents[1]
 NETWORK = "ferryman"
 PREFECT_PORT = 4200
 REGISTRY = "127.0.0.1:5000"
@@ -191,7 +191,7 @@ def _need(binary: str) -> str:
 def app_specs() -> list[ReleaseSpec]:
     """The release specs under deployments/: what Prometheus scrapes and the traffic hits."""
     specs = []
-    for file in sorted((ROOT / "deployments").glob("*/release.yaml")):
+    for file in spec_files(SPECS):
         try:
             specs.append(load_spec(file))
         except SpecError as e:

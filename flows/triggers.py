@@ -33,12 +33,11 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import get_run_context
 from prefect.deployments import run_deployment
 
+from flows import ROOT, SPECS
 from tasks.errors import SpecError
 from tasks.spec import find_spec, load_spec
 from tasks.windows import PendingRelease, PendingReleases
 
-ROOT = Path(__file__).resolve().parents[1]
-SPECS = ROOT / "deployments"
 DEFAULT_DEPLOYMENT = "release/manual"
 """Where a release started outside any deployment (the CLI) is scheduled when deferred."""
 DUE_WITHIN = timedelta(seconds=60)
