@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 # Before Prefect is imported: its settings are read once, at import.
 os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
@@ -25,8 +24,9 @@ from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName  # noqa: E402
 from prefect.client.schemas.sorting import FlowRunSort  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-STATE = Path(os.environ.get("FERRYMAN_STATE_DIR", ROOT / ".state"))
+from flows import ROOT  # noqa: E402
+from flows.stack import StackPaths, registry_password  # noqa: E402
+
 REGISTRY = "127.0.0.1:5000"
 PUSHES = int(os.environ.get("PUSHES", "5"))
 
@@ -65,7 +65,7 @@ def watch(run_id, until, timeout: float = 600):
 
 
 def main() -> None:
-    password = (STATE / "registry" / "password").read_text().strip()
+    password = registry_password(StackPaths.default())
     subprocess.run(["docker", "login", "-u", "ferryman", "--password-stdin", REGISTRY],
                    input=password, text=True, check=True, capture_output=True)
     major = int(time.time()) // 60

@@ -12,7 +12,6 @@ import statistics
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,19 +28,17 @@ LATENCIES: list[float] = []
 """Seconds from `docker push` returning to the release run starting, for the summary."""
 
 
-def state_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("FERRYMAN_STATE_DIR", ROOT / ".state"))
-
-
 def webhook_secret() -> str:
-    return (state_dir() / "webhook" / "secret").read_text().strip()
+    from flows import stack
+
+    return stack.webhook_secret(stack.StackPaths.default())
 
 
 @pytest.fixture(scope="module", autouse=True)
 def docker_login():
-    password = (state_dir() / "registry" / "password").read_text().strip()
+    from flows import stack
+
+    password = stack.registry_password(stack.StackPaths.default())
     done = subprocess.run(
         ["docker", "login", "-u", "ferryman", "--password-stdin", REGISTRY],
         input=password, capture_output=True, text=True,
