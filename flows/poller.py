@@ -15,14 +15,13 @@ from prefect.cache_policies import NONE
 from prefect.variables import Variable
 
 from flows import SPECS
-from flows.pushed import emit_pushed, event_id
+from flows.pushed import emit_pushed, event_id, running_version
 from flows.triggers import spec_path_for
 from tasks.errors import EventNotSentError, retry_transient
 from tasks.registries import get_registry, load_auth
 from tasks.registries.api import RegistryAPI
 from tasks.spec import ReleaseSpec, load_spec, spec_files
 from tasks.tag_policy import decide, parse_version
-from tasks.targets import get_target
 from tasks.webhooks import ImagePushed, delivery_key
 
 REMEMBERED = 50
@@ -51,8 +50,7 @@ def poll_app(spec: ReleaseSpec) -> str:
     registry = get_registry(spec.registry)
     auth = load_auth(spec.registry)
     destination = registry.destination(spec.image.repository, auth)
-    status = get_target(spec, auth).status()
-    running = status.current.version if status.current else None
+    running = running_version(spec)
     with RegistryAPI(destination) as api:
         tags = api.tags()
         tag = newest_candidate(spec, tags, running)

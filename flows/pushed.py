@@ -1,6 +1,7 @@
 """The `ferryman.image.pushed` event: a new tag of an app, released by the `on-push` trigger.
 
-Emitted by the webhook receiver (`flows.receiver`) and the poller (`flows.poller`); the
+Emitted by the webhook receiver (`flows.receiver`) and the poller (`flows.poller`), each
+after judging the tag against `running_version` with the app's tag policy; the
 deployment trigger in `prefect.yaml` reads its payload into the release flow's parameters.
 One image (repository, tag, digest) always gets the same event id, whoever reports it.
 """
@@ -21,6 +22,15 @@ _EVENT_IDS = uuid.UUID("6f1c1f1e-5b7a-4f43-9d1e-0f0e2a7c0d11")
 def event_id(key: Hashable) -> uuid.UUID:
     """The event id for a delivery key (`tasks.webhooks.delivery_key`)."""
     return uuid.uuid5(_EVENT_IDS, repr(key))
+
+
+def running_version(spec: ReleaseSpec) -> str | None:
+    """The version the app's target runs now (None: nothing yet): what the tag policy judges
+    a new tag against before it is announced."""
+    from tasks.targets import get_target
+
+    status = get_target(spec).status()
+    return status.current.version if status.current else None
 
 
 def emit_pushed(app: str, pushed: ImagePushed, spec: ReleaseSpec, id: uuid.UUID) -> bool:

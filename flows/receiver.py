@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flows import SPECS
-from flows.pushed import EVENT, emit_pushed, event_id
+from flows.pushed import EVENT, emit_pushed, event_id, running_version
 from tasks.errors import EventNotSentError, FerrymanError, SpecError
 from tasks.spec import ReleaseSpec, load_spec, spec_files
 from tasks.tag_policy import decide
@@ -101,14 +101,6 @@ def authenticate(headers: Any, query: dict[str, list[str]], body: bytes, secret:
     given = (headers.get("Authorization") or headers.get("X-Ferryman-Token")
              or (query.get("token") or [None])[0])
     verify_shared_secret(given, secret)
-
-
-def running_version(spec: ReleaseSpec) -> str | None:
-    """The version the app's target runs now (None: nothing yet); for the tag policy."""
-    from tasks.targets import get_target
-
-    status = get_target(spec).status()
-    return status.current.version if status.current else None
 
 
 class Receiver:
