@@ -35,7 +35,7 @@ from prefect.deployments import run_deployment
 
 from flows import ROOT, SPECS
 from tasks.errors import SpecError
-from tasks.spec import find_spec, load_spec
+from tasks.spec import app_of, find_spec
 from tasks.windows import PendingRelease, PendingReleases
 
 DEFAULT_DEPLOYMENT = "release/manual"
@@ -63,14 +63,11 @@ def digest_tag(digest: str) -> str:
 
 
 def _app_of(run: FlowRun) -> str | None:
+    """The app another release run is for: its `app`, or the app its spec file names."""
     parameters = run.parameters or {}
-    if parameters.get("app") and not parameters.get("spec_path"):
-        return parameters["app"]
-    try:
-        path = spec_path_for(parameters.get("app", ""), parameters.get("spec_path", ""))
-        return load_spec(path).app
-    except SpecError:
-        return None
+    if parameters.get("spec_path"):
+        return app_of(spec_path_for("", parameters["spec_path"]))
+    return parameters.get("app") or None
 
 
 def _other_release_runs(limit: int = 200, **conditions: Any) -> list[FlowRun]:

@@ -345,20 +345,29 @@ def spec_files(directory: str | Path) -> list[Path]:
     return sorted(Path(directory).glob(SPEC_FILES))
 
 
+def app_of(file: str | Path) -> str | None:
+    """The `app` a spec file names, read without validating the rest; None if unreadable.
+
+    For lookups over many specs (by app name, or the app of another flow run), where one
+    broken spec must not hide the others and a full validation each time would be waste.
+    """
+    try:
+        data = yaml.safe_load(Path(file).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    app = data.get("app") if isinstance(data, dict) else None
+    return app if isinstance(app, str) else None
+
+
 def find_spec(app: str, directory: str | Path) -> Path:
     """The spec file of `app` under `directory`, for runs started by app name (UI, events).
 
-    Only each file's `app` key is read here, so one broken spec does not hide the others.
     Raises SpecError naming the apps there are when none (or several) is `app`.
     """
     found: dict[str, list[Path]] = {}
     for file in spec_files(directory):
-        try:
-            data = yaml.safe_load(file.read_text())
-        except (OSError, yaml.YAMLError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("app"), str):
-            found.setdefault(data["app"], []).append(file)
+        if (name := app_of(file)) is not None:
+            found.setdefault(name, []).append(file)
     files = found.get(app, [])
     if len(files) == 1:
         return files[0].resolve()
