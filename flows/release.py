@@ -139,11 +139,16 @@ class Request:
     trigger: str
     requested_by: str
     dry_run: bool
-    coalesce: bool
-    """Give way to a newer request of the same app (triggered and deferred releases)."""
+    deferred: bool
+    """It waited for its upgrade window (`deferred_from` was set)."""
     build_args: dict[str, str]
     admitted_at: datetime
     """When the release was let in (its window open): the report's overrun counts from here."""
+
+    @property
+    def coalesce(self) -> bool:
+        """Give way to a newer request of the same app (triggered and deferred releases)."""
+        return self.trigger != "manual" or self.deferred
 
     @property
     def prebuilt(self) -> bool:
@@ -201,7 +206,7 @@ def release(
     request = Request(
         version=version, digest=digest or None, trigger=trigger, dry_run=dry_run,
         requested_by=requested_by or _requester(trigger),
-        coalesce=trigger != "manual" or bool(deferred_from),
+        deferred=bool(deferred_from),
         build_args=build_args or {}, admitted_at=datetime.now(UTC),
     )
     if spec.window is not None and not ignore_window:
