@@ -13,25 +13,25 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from flows.receiver import Receiver, make_server
-from tests.helpers import DEMO_SPEC, ROOT, changed
+from tests.helpers import changed, demo_spec_copy
 from tests.test_webhooks import DIGEST, DISTRIBUTION, DOCKERHUB, ECR
 
 SECRET = "s3cret-for-tests-only"
 
 
 def write_spec(folder: Path, app: str, repository: str, registry: dict, policy: dict) -> None:
-    data = yaml.safe_load(Path(DEMO_SPEC).read_text())
-    data["app"] = app
-    data["image"]["repository"] = repository
-    data["image"]["context"] = str(ROOT / "examples" / "demo-app")
-    data["target"]["stack_file"] = str(Path(DEMO_SPEC).parent / "stack.yml")
-    data["registry"] = registry
-    data["tag_policy"] = policy
+    """The demo spec as `<folder>/<app>/release.yaml`, for another app and registry."""
+
+    def change(data: dict) -> None:
+        data["app"] = app
+        data["image"]["repository"] = repository
+        data["registry"] = registry
+        data["tag_policy"] = policy
+
     (folder / app).mkdir(parents=True)
-    (folder / app / "release.yaml").write_text(yaml.safe_dump(data))
+    demo_spec_copy(folder / app, change)
 
 
 class Recorder:
@@ -59,7 +59,8 @@ def receiver(tmp_path):
     server = make_server("127.0.0.1", 0, Receiver(
         SECRET, specs, emit=recorder, current=lambda spec: running[spec.app]
     ))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the loop to look (0.5 s by default).
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     with httpx.Client(base_url=url, timeout=10) as client:
