@@ -293,8 +293,8 @@ def ensure_deployments(paths: StackPaths, record: dict, say: Say) -> None:
     if deployed.returncode != 0:
         output = deployed.stdout[-2000:] + deployed.stderr[-2000:]
         raise StackError(f"prefect deploy failed:\n{output}")
-    say("deployments: release/manual, release/on-push, rollback/manual, poll-tags/scheduled "
-        "applied from prefect.yaml")
+    count = len(yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"])
+    say(f"deployments: the {count} of prefect.yaml applied (`prefect deployment ls` lists them)")
     if _alive(record.get("worker_pid")):
         say(f"worker: running on pool {WORK_POOL} (pid {record['worker_pid']})")
         return
