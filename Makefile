@@ -23,7 +23,7 @@ unit: setup
 	@.venv/bin/pytest -m "not stack" $(PYTEST_ARGS)
 
 lint: setup
-	@.venv/bin/ruff check flows tasks tests bench
+	@.venv/bin/ruff check flows tasks devstack tests bench
 
 bench: stack-up
 	@.venv/bin/python bench/release_times.py

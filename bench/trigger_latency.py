@@ -24,8 +24,8 @@ from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName  # noqa: E402
 from prefect.client.schemas.sorting import FlowRunSort  # noqa: E402
 
+from devstack.stack import StackPaths, registry_password  # noqa: E402
 from flows import ROOT  # noqa: E402
-from flows.stack import StackPaths, registry_password  # noqa: E402
 
 REGISTRY = "127.0.0.1:5000"
 PUSHES = int(os.environ.get("PUSHES", "5"))

@@ -146,7 +146,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from flows import stack
+    from devstack import stack
     from tasks.errors import StackError
 
     try:

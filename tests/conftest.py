@@ -16,7 +16,7 @@ def _stack_is_up(request: pytest.FixtureRequest) -> None:
     """Fail, not skip, every stack test when the stack is down: a skip would hide it in CI."""
     if not any(item.get_closest_marker("stack") for item in request.session.items):
         return
-    from flows.stack import status
+    from devstack.stack import status
 
     lines: list[str] = []
     if not status(say=lines.append):

@@ -29,14 +29,14 @@ LATENCIES: list[float] = []
 
 
 def webhook_secret() -> str:
-    from flows import stack
+    from devstack import stack
 
     return stack.webhook_secret(stack.StackPaths.default())
 
 
 @pytest.fixture(scope="module", autouse=True)
 def docker_login():
-    from flows import stack
+    from devstack import stack
 
     password = stack.registry_password(stack.StackPaths.default())
     done = subprocess.run(

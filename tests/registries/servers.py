@@ -1,7 +1,7 @@
 """The servers the registry tests run on this machine, all bound to 127.0.0.1.
 
 - `LocalRegistry`: Debian's docker-registry (CNCF distribution 2.8), configured as
-  `flows.stack.ensure_registry` configures the stack's, on a free port with its own users.
+  `devstack.stack.ensure_registry` configures the stack's, on a free port with its own users.
 - `Front`: a small HTTP proxy in front of a registry that answers some requests itself
   (429 with Retry-After, 413) and passes the rest on: how the tests get the answers Docker
   Hub sends when it throttles, which a local registry never does.
