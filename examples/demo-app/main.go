@@ -197,7 +197,11 @@ var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 func escapeLabel(s string) string { return labelEscaper.Replace(s) }
 
-func newMux(c config, m *metrics) *http.ServeMux {
+// newHandler serves /, /healthz and /metrics. Every answer says which app and
+// version gave it, errors included: a client behind DNS round robin cannot
+// otherwise tell which replica (old or new version) it reached, and the
+// traffic generator counts what users saw by that header.
+func newHandler(c config, m *metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// "/" is a catch-all pattern in ServeMux; only the root itself is the
@@ -239,7 +243,11 @@ func newMux(c config, m *metrics) *http.ServeMux {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		m.writeTo(w)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-App-Name", c.App)
+		w.Header().Set("X-App-Version", c.Version)
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func main() {
@@ -259,7 +267,7 @@ func main() {
 
 	srv := &http.Server{
 		Addr:              fmt.Sprintf(":%d", c.Port),
-		Handler:           newMux(c, newMetrics(c.App, c.Version)),
+		Handler:           newHandler(c, newMetrics(c.App, c.Version)),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	log.Printf("demo-app starting app=%s version=%s port=%d fail_rate=%g extra_latency_ms=%d disable_metrics=%t",

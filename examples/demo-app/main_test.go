@@ -170,7 +170,7 @@ func TestHandlers(t *testing.T) {
 
 	c := config{App: "demo", Version: "1", FailRate: 1}
 	m := newMetrics(c.App, c.Version)
-	h := newMux(c, m)
+	h := newHandler(c, m)
 	if r := get(h, "/"); r.Code != 500 {
 		t.Fatalf("FAIL_RATE=1: got %d", r.Code)
 	}
@@ -189,11 +189,51 @@ func TestHandlers(t *testing.T) {
 	}
 
 	c = config{App: "demo", Version: "2", DisableMetrics: true}
-	h = newMux(c, newMetrics(c.App, c.Version))
+	h = newHandler(c, newMetrics(c.App, c.Version))
 	if r := get(h, "/"); r.Code != 200 || r.Body.String() != "ok 2\n" {
 		t.Fatalf("/: %d %q", r.Code, r.Body.String())
 	}
 	if r := get(h, "/metrics"); r.Code != 404 {
 		t.Fatalf("DISABLE_METRICS: /metrics got %d", r.Code)
+	}
+}
+
+func TestEveryAnswerNamesAppAndVersion(t *testing.T) {
+	for _, tc := range []struct {
+		failRate float64
+		path     string
+		code     int
+	}{
+		{0, "/", 200},
+		{1, "/", 500}, // the injected errors must say who failed
+		{0, "/nope", 404},
+		{0, "/healthz", 200},
+		{0, "/metrics", 200},
+	} {
+		c := config{App: "shop", Version: "1.4.2", FailRate: tc.failRate}
+		rec := httptest.NewRecorder()
+		newHandler(c, newMetrics(c.App, c.Version)).ServeHTTP(rec, httptest.NewRequest("GET", tc.path, nil))
+		if rec.Code != tc.code {
+			t.Errorf("FAIL_RATE=%g %s: got %d, want %d", tc.failRate, tc.path, rec.Code, tc.code)
+		}
+		if v, a := rec.Header().Get("X-App-Version"), rec.Header().Get("X-App-Name"); v != "1.4.2" || a != "shop" {
+			t.Errorf("FAIL_RATE=%g %s: X-App-Version=%q X-App-Name=%q", tc.failRate, tc.path, v, a)
+		}
+	}
+}
+
+func TestVersionHeaderOverRealConnection(t *testing.T) {
+	// httptest.ResponseRecorder would show headers set after WriteHeader too;
+	// a real server proves they are on the wire.
+	c := config{App: "demo", Version: "2", FailRate: 1}
+	srv := httptest.NewServer(newHandler(c, newMetrics(c.App, c.Version)))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 500 || resp.Header.Get("X-App-Version") != "2" || resp.Header.Get("X-App-Name") != "demo" {
+		t.Fatalf("got %d %v", resp.StatusCode, resp.Header)
 	}
 }
