@@ -42,9 +42,6 @@ def main() -> None:
     for label, wall, record in rows:
         steps = ", ".join(f"{s['name']} {s['end'] - s['start']:.1f}" for s in record["steps"])
         print(f"{label:<30} {record['outcome']:<12} {wall:>7.1f}  {steps}")
-    exposure = rows[1][2]["exposure_seconds"]
-    if exposure is not None:
-        print(f"bad version serving -> previous serving again: {exposure:.1f} s")
     print(f"rolled-back / promoted wall time ratio: {rows[1][1] / rows[0][1]:.2f}")
 
 

@@ -461,10 +461,12 @@ def prometheus_config(specs: list[ReleaseSpec]) -> str:
             "job_name": spec.app,
             "metrics_path": spec.target.metrics_path,
             "dns_sd_configs": [{
-                "names": [f"tasks.{spec.target.service}"],
+                # The app's own service and, during a release, its canary and preview.
+                "names": [f"tasks.{spec.target.service}{role}"
+                          for role in ("", "-canary", "-preview")],
                 "type": "A",
                 "port": spec.target.port,
-                "refresh_interval": "5s",
+                "refresh_interval": "2s",
             }],
         }
         for spec in specs
@@ -473,6 +475,8 @@ def prometheus_config(specs: list[ReleaseSpec]) -> str:
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
         "scrape_configs": [
             {"job_name": "prometheus", "static_configs": [{"targets": ["localhost:9090"]}]},
+            # What users saw: the traffic generator's answers per app, target, version, code.
+            {"job_name": "traffic", "static_configs": [{"targets": [f"{TRAFFIC}:9100"]}]},
             *jobs,
         ],
     }
@@ -536,7 +540,11 @@ def ensure_prometheus(
 
 
 def ensure_traffic(client: docker.DockerClient, specs: list[ReleaseSpec], say: Say) -> None:
-    targets = ",".join(f"{s.target.service}:{s.target.port}/" for s in specs)
+    # Each app's own address, and its blue-green preview address while one exists.
+    targets = ",".join(
+        f"{s.app}={kind}@{s.target.service}{suffix}:{s.target.port}/"
+        for s in specs for kind, suffix in (("main", ""), ("preview", "-preview"))
+    )
     image = _build_context_image(client, ROOT / "examples" / "traffic", "ferryman/traffic:local")
     _ensure_container(
         client, TRAFFIC, say, f"{targets or 'no targets'} at 20 req/s each",

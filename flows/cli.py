@@ -1,13 +1,15 @@
 """`ferryman`: release, inspect and roll back apps, and run the local stack.
 
-Exit codes of `release` and `rollback`: 0 promoted, 3 rolled back cleanly, 4 not released
-now (skipped, a dry run, or deferred to the app's upgrade window), 1 any error; the last
-line printed is `outcome: promoted | rolled_back | failed | skipped | deferred`.
+Exit codes of `release`, `rollback`, `approve`, `abort` and `recover`: 0 promoted (or
+nothing to recover), 3 rolled back cleanly (aborts included), 4 not released now (skipped, a
+dry run, or deferred to the app's upgrade window), 1 any error; the last line printed is
+`outcome: promoted | rolled_back | aborted | failed | skipped | deferred`.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -56,10 +58,12 @@ def _fail(message: str, as_json: bool) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     from tasks.errors import SpecError
-    from tasks.spec import load_spec, validate_digest, validate_version
+    from tasks.spec import load_spec, validate_digest, validate_version, with_strategy
 
     try:  # before anything runs: a bad spec or version is named here, not mid-flow
-        load_spec(args.spec)
+        spec = load_spec(args.spec)
+        if args.strategy:
+            with_strategy(spec, args.strategy)
         validate_version(args.version)
         if args.digest:
             validate_digest(args.digest)
@@ -71,22 +75,123 @@ def cmd_release(args: argparse.Namespace) -> int:
     state = release(
         spec_path=os.path.abspath(args.spec), version=args.version, build_args=build_args,
         digest=args.digest or "", dry_run=args.dry_run, ignore_window=args.ignore_window,
-        return_state=True,
+        strategy=args.strategy or "", return_state=True,
     )
     return _finish(state, args.json)
 
 
-def cmd_rollback(args: argparse.Namespace) -> int:
+def _who(command: str) -> str:
+    return f"{getpass.getuser()} with ferryman {command}"
+
+
+def _spec_or_fail(args: argparse.Namespace):
     from tasks.errors import SpecError
     from tasks.spec import load_spec
 
     try:
-        load_spec(args.spec)
+        return load_spec(args.spec)
     except SpecError as e:
-        return _fail(str(e), args.json)
+        _fail(str(e), getattr(args, "json", False))
+        return None
+
+
+OUTCOME_OF_STATE = {"Completed": "promoted", "RolledBack": "rolled_back",
+                    "Aborted": "aborted", "Skipped": "skipped", "Deferred": "deferred"}
+"""How a release run's final state name reads as an outcome (`flows.release.final_state`)."""
+
+
+def _wait_for(run_id, as_json: bool) -> int:
+    """Follow another process's release run to its end and print its outcome.
+
+    The run's record stays in that process (results are not persisted), so what is printed
+    is what its final state says: the outcome and the reason.
+    """
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    from tasks.releases import Outcome, ReleaseResult
+
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(run_id)
+            if run.state is not None and run.state.is_final():
+                break
+            time.sleep(2)
+    outcome = Outcome(OUTCOME_OF_STATE.get(run.state.name, "failed"))
+    app = next((t.removeprefix("app:") for t in run.tags if t.startswith("app:")), "?")
+    result = ReleaseResult(app=app, version=str((run.parameters or {}).get("version", "?")),
+                           strategy="?", outcome=outcome, reason=run.state.message or "")
+    if as_json:
+        print(result.model_dump_json())
+    else:
+        print(f"{run.name}: {run.state.name}")
+        print(f"reason: {result.reason}")
+        print(f"outcome: {outcome.value}")
+    return result.exit_code()
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    spec = _spec_or_fail(args)
+    if spec is None:
+        return 1
+    from flows.approval import answer, paused_run_of
+
+    paused = paused_run_of(spec.app)
+    if paused is not None:
+        # The paused release holds the app's lock; answering it is the rollback.
+        print(f"{spec.app}: the paused release {paused.name!r} is told to roll back",
+              file=sys.stderr)
+        answer(paused.id, "roll back", "rolled back with ferryman rollback", _who("rollback"))
+        return _wait_for(paused.id, args.json)
     from flows.rollback import rollback_release
 
     state = rollback_release(spec_path=os.path.abspath(args.spec), return_state=True)
+    return _finish(state, args.json)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    spec = _spec_or_fail(args)
+    if spec is None:
+        return 1
+    from flows.approval import answer, paused_run_of
+
+    paused = paused_run_of(spec.app)
+    if paused is None:
+        return _fail(f"no release of {spec.app} is waiting for a decision", args.json)
+    decision = "roll back" if args.reject else "promote"
+    answer(paused.id, decision, args.comment, _who("approve"))
+    print(f"{paused.name}: answered {decision!r}; waiting for the release to end",
+          file=sys.stderr)
+    return _wait_for(paused.id, args.json)
+
+
+def cmd_abort(args: argparse.Namespace) -> int:
+    spec = _spec_or_fail(args)
+    if spec is None:
+        return 1
+    from flows.approval import answer, paused_run_of
+    from flows.recovery import active_release_of, request_abort
+
+    who = _who("abort")
+    run = active_release_of(spec.app)
+    if run is None:
+        return _fail(f"no release of {spec.app} is running", args.json)
+    request_abort(run.id, getpass.getuser())
+    if paused_run_of(spec.app) is not None:
+        answer(run.id, "roll back", "aborted", who)
+    print(f"{run.name}: abort requested; waiting for it to restore {spec.app}",
+          file=sys.stderr)
+    return _wait_for(run.id, args.json)
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    spec = _spec_or_fail(args)
+    if spec is None:
+        return 1
+    from flows.recovery import recover_app
+
+    state = recover_app(spec_path=os.path.abspath(args.spec), return_state=True)
     return _finish(state, args.json)
 
 
@@ -110,6 +215,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         "previous": status.previous.version if status.previous else None,
         "replicas": f"{status.running_replicas}/{status.desired_replicas}",
         "update_state": status.update_state,
+        "beside_it": {w.role.value: f"{w.version.version if w.version else '?'} "
+                      f"{w.ready}/{w.desired}" + (" on the app's address"
+                                                  if w.on_app_address else "")
+                      for w in status.workloads if w.role.value != "stable"} or None,
+        "release_in_flight": (f"{status.in_flight.version} (run {status.in_flight.run_id}, "
+                              f"since {status.in_flight.started})"
+                              if status.in_flight else None),
     }
     if args.json:
         print(json.dumps(data))
@@ -128,7 +240,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except SpecError as e:
         print(e, file=sys.stderr)
         return 1
-    print(f"{args.spec}: valid ({spec.app}, {spec.target.kind}, {spec.strategy})")
+    print(f"{args.spec}: valid ({spec.app}, {spec.target.kind}, {spec.strategy.kind})")
     return 0
 
 
@@ -174,6 +286,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="check everything, change nothing")
     r.add_argument("--ignore-window", action="store_true",
                    help="release now even outside the app's upgrade window")
+    r.add_argument("--strategy", choices=["rolling", "blue-green", "canary"],
+                   help="instead of the spec's (with that kind's defaults if the spec "
+                        "has no settings for it)")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.set_defaults(func=cmd_release)
 
@@ -182,10 +297,30 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
 
-    b = sub.add_parser("rollback", help="restore the previous version and verify it")
+    b = sub.add_parser("rollback", help="restore the previous version and verify it "
+                       "(a paused release is told to roll back)")
     b.add_argument("spec")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_rollback)
+
+    a = sub.add_parser("approve", help="answer a release that waits for a person")
+    a.add_argument("spec")
+    a.add_argument("--reject", action="store_true", help="roll back instead of going on")
+    a.add_argument("--comment", default="", help="why; it goes into the release report")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_approve)
+
+    x = sub.add_parser("abort", help="stop the app's running release and restore its "
+                       "stable version")
+    x.add_argument("spec")
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(func=cmd_abort)
+
+    c = sub.add_parser("recover", help="restore the stable version an interrupted release "
+                       "left unjudged, and verify it")
+    c.add_argument("spec")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_recover)
 
     v = sub.add_parser("validate", help="check a release spec and its stack file")
     v.add_argument("spec")

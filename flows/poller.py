@@ -21,7 +21,7 @@ from tasks.errors import EventNotSentError, retry_transient
 from tasks.registries import get_registry, load_auth
 from tasks.registries.api import RegistryAPI
 from tasks.spec import ReleaseSpec, load_spec, spec_files
-from tasks.tag_policy import decide, parse_version
+from tasks.tag_policy import admit_tag, parse_version
 from tasks.webhooks import ImagePushed, delivery_key
 
 REMEMBERED = 50
@@ -37,7 +37,7 @@ def newest_candidate(spec: ReleaseSpec, tags: list[str], running: str | None) ->
     versions = [
         (version, tag) for tag in tags
         if (version := parse_version(tag)) is not None
-        and decide(spec.tag_policy, tag, running).release
+        and admit_tag(spec.tag_policy, tag, running).release
     ]
     return max(versions)[1] if versions else None
 

@@ -42,7 +42,7 @@ from flows import SPECS
 from flows.pushed import EVENT, emit_pushed, event_id, running_version
 from tasks.errors import EventNotSentError, FerrymanError, SpecError
 from tasks.spec import ReleaseSpec, load_spec, spec_files
-from tasks.tag_policy import decide
+from tasks.tag_policy import admit_tag
 from tasks.webhooks import (
     DeliveryDeduplicator,
     ImagePushed,
@@ -178,7 +178,7 @@ class Receiver:
             log.warning("cannot read what %s runs (%s): checking the tag policy without it",
                         app, e)
             current = None
-        verdict = decide(spec.tag_policy, pushed.tag, current)
+        verdict = admit_tag(spec.tag_policy, pushed.tag, current)
         if not verdict.release:
             return say("ignored", verdict.reason, app)
         key = delivery_key(pushed)

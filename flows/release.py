@@ -1,13 +1,14 @@
-"""The release flow: package -> push -> deploy -> verify -> promote, or roll back and verify.
+"""The release flow: admit -> get the image -> the strategy -> finish.
 
-Reads like the release itself; every step is a task of `tasks.steps`. A release a trigger
-started (webhook, poller) builds nothing: it locates the pushed image and deploys its digest.
-Before anything changes, a release outside its app's upgrade window is deferred to the
-opening, and a triggered one gives way to a newer request (`flows.triggers`).
+Admit: the spec, the upgrade window (a release outside it is deferred to the opening) and,
+for a release a trigger started, the tag policy and newer requests (`flows.triggers`);
+then the app's lock. Get the image: package + push, or, for a triggered release or a given
+digest, locate it in the registry. The strategy (`tasks.strategies`: rolling, blue-green,
+canary) runs over the app's Target and Router and ends promoted, or restored and verified.
 
 The flow ends Completed when the new version was promoted (state name `Skipped` or
 `Deferred` when it did not run now) and Failed otherwise (`RolledBack` for a clean
-rollback), always with the release record as its result.
+rollback, `Aborted` when someone stopped it), always with the release record as its result.
 """
 
 from __future__ import annotations
@@ -17,19 +18,22 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Literal
 
-from prefect import flow, get_run_logger, pause_flow_run
+from prefect import flow, get_run_logger
 from prefect.context import get_run_context
-from prefect.input import RunInput
-from prefect.states import Completed, Failed, State
+from prefect.states import Cancelled, Completed, Failed, State
+from pydantic import BaseModel
 
+from flows import SPECS
+from flows.approval import ask_a_person
 from flows.locks import app_lock
+from flows.recovery import abort_requested, recover_if_unjudged, restore_after_interruption
 from flows.reporting import emit, label_run, publish_artifacts, tag_run
 from flows.triggers import defer, digest_tag, newer_request, released_before, spec_path_for
-from tasks.analysis.decision import Decision, Verdict
 from tasks.analysis.runner import AnalysisResult
-from tasks.errors import DeployFailed, FerrymanError
+from tasks.errors import FerrymanError
 from tasks.registries import get_registry, load_auth
 from tasks.releases import (
     MeasurementRecord,
@@ -37,35 +41,30 @@ from tasks.releases import (
     ReleaseResult,
     StepRecord,
 )
-from tasks.spec import ReleaseSpec, load_spec, validate_digest, validate_version
-from tasks.steps import (
-    deploy,
-    locate,
-    package,
-    promote,
-    push,
-    read_status,
-    rollback,
-    verify,
+from tasks.routers import get_router
+from tasks.spec import (
+    STRATEGY_KINDS,
+    ReleaseSpec,
+    app_of,
+    load_spec,
+    spec_files,
+    validate_digest,
+    validate_version,
+    with_strategy,
 )
-from tasks.tag_policy import decide
-from tasks.targets import Target, Version, get_target
+from tasks.steps import locate, package, push, read_status, verify
+from tasks.strategies import Release, carry_out
+from tasks.tag_policy import admit_tag
+from tasks.targets import InFlight, Version, get_target
 from tasks.windows import overrun_seconds, schedule_release
 
 OUTCOME_EVENTS = {
     Outcome.PROMOTED: "promoted", Outcome.ROLLED_BACK: "rolled-back", Outcome.FAILED: "failed",
-    Outcome.SKIPPED: "skipped", Outcome.DEFERRED: "deferred",
+    Outcome.SKIPPED: "skipped", Outcome.DEFERRED: "deferred", Outcome.ABORTED: "aborted",
 }
 """The lifecycle event each outcome emits: `ferryman.release.<name>`."""
 EARLY_START = timedelta(seconds=60)
 """A run this close before its window opens waits for it instead of being deferred."""
-
-
-class Approval(RunInput):
-    """The form a person answers when the analysis is inconclusive and the spec says pause."""
-
-    promote: bool = False
-    comment: str = ""
 
 
 class StepClock:
@@ -89,42 +88,25 @@ class StepClock:
             self.records.append(StepRecord(name=name, start=start, end=end, outcome=outcome))
 
 
-def _ask_a_person(spec: ReleaseSpec, decision: Decision) -> Decision:
-    """Pause the run with an approval form; no answer within pause_timeout rolls back."""
-    log = get_run_logger()
-    log.warning("analysis inconclusive (%s): waiting for a person's decision", decision.reason)
-    try:
-        answer = pause_flow_run(wait_for_input=Approval, timeout=int(spec.analysis.pause_timeout))
-    except Exception as e:  # a pause that timed out or could not be answered: be safe
-        return Decision(Verdict.ROLLBACK, f"{decision.reason}; no decision from a person ({e})")
-    note = f" ({answer.comment})" if answer.comment else ""
-    if answer.promote:
-        return Decision(Verdict.PROMOTE, f"promoted by a person after: {decision.reason}{note}")
-    return Decision(Verdict.ROLLBACK, f"rolled back by a person after: {decision.reason}{note}")
-
-
-def measurement_records(result: AnalysisResult | None, version: str) -> list[MeasurementRecord]:
-    """An analysis' measurements as release-record entries of `version`."""
+def measurement_records(result: AnalysisResult | None, version: str,
+                        step: str = "") -> list[MeasurementRecord]:
+    """An analysis' measurements as release-record entries of `version` at `step`."""
     if result is None:
         return []
-    return [MeasurementRecord.of(m, version) for m in result.measurements]
+    return [MeasurementRecord.of(m, version, step) for m in result.measurements]
 
 
-def restore_and_verify(
-    spec: ReleaseSpec, target: Target, to: Version | None, steps: StepClock
-) -> tuple[Outcome, str, AnalysisResult | None]:
-    """Roll back and verify the restored version. Returns the outcome and why."""
-    with steps.step("roll back"):
-        rollback(target, to)
-    if to is None:
-        return Outcome.ROLLED_BACK, "removed the new service: there was no earlier version", None
-    with steps.step(f"verify {to.version}"):
-        check = verify(spec, to, None)
-    if check.decision.verdict is Verdict.PROMOTE:
-        return Outcome.ROLLED_BACK, f"{to.version} restored and verified", check
-    return Outcome.FAILED, (
-        f"{to.version} restored but it did not verify: {check.decision.reason}"
-    ), check
+def timed(steps: StepClock):
+    """A strategy's step runner that times each step for the report."""
+
+    def run(task, *args, **kwargs):
+        name = task.name
+        if task is verify:
+            name = f"verify {args[1].version} {args[4]}".strip()
+        with steps.step(name):
+            return task(*args, **kwargs)
+
+    return run
 
 
 Trigger = Literal["manual", "webhook", "poller"]
@@ -164,13 +146,61 @@ def _requester(trigger: str) -> str:
     return f"{getpass.getuser()} with the ferryman CLI"
 
 
-@flow(name="release", log_prints=True)
+def _app_choices() -> type[StrEnum] | type[str]:
+    """The apps that have a spec under deployments/, for the Run form's drop-down (read
+    when `prefect deploy` builds the form)."""
+    apps = sorted({app for file in spec_files(SPECS) if (app := app_of(file))})
+    return StrEnum("App", {app: app for app in apps}) if apps else str
+
+
+App = _app_choices()
+StrategyChoice = Literal["as the spec says", "rolling", "blue-green", "canary"]
+
+
+class BuildArg(BaseModel):
+    """One `--build-arg NAME=VALUE` of the Run form."""
+
+    name: str
+    value: str = ""
+
+
+@flow(name="release", log_prints=True, on_cancellation=[restore_after_interruption],
+      on_crashed=[restore_after_interruption])
+def release_form(
+    app: App,  # type: ignore[valid-type]
+    version: str,
+    digest: str = "",
+    strategy: StrategyChoice = "as the spec says",
+    dry_run: bool = False,
+    ignore_window: bool = False,
+    build_args: list[BuildArg] = [],  # noqa: B006 (never mutated; an empty list in the form)
+) -> State:
+    """Release a version of an app: the Run form of the `release/manual` deployment.
+
+    Args:
+        app: the app; its spec is the one under deployments/ that names it.
+        version: the image tag to release.
+        digest: release this image, already in the registry, instead of building one.
+        strategy: how the new version reaches users; the spec's own unless chosen here.
+        dry_run: check everything (spec, window, registry, target) and change nothing.
+        ignore_window: start now even outside the app's upgrade window.
+        build_args: extra build arguments, when the image is built.
+    """
+    return _release(
+        spec_path_for(str(app), ""), version, digest, "" if strategy == "as the spec says"
+        else strategy, dry_run, ignore_window, {a.name: a.value for a in build_args},
+        "manual", "", "",
+    )
+
+
+@flow(name="release", log_prints=True, on_cancellation=[restore_after_interruption],
+      on_crashed=[restore_after_interruption])
 def release(
     version: str,
     app: str = "",
     spec_path: str = "",
     digest: str = "",
-    strategy: Literal["rolling"] | None = None,
+    strategy: str = "",
     dry_run: bool = False,
     ignore_window: bool = False,
     trigger: Trigger = "manual",
@@ -178,14 +208,15 @@ def release(
     deferred_from: str = "",
     build_args: dict[str, str] | None = None,
 ) -> State:
-    """Release `version` of an app: the app's spec under deployments/, or the one at `spec_path`.
+    """Release `version` of an app, with everything a caller can say: the `ferryman` CLI,
+    the triggers' `release/on-push` deployment and the deferred runs of `release/deferred`.
 
     Args:
         version: the image tag to release.
         app: the app, whose spec is `deployments/<dir>/release.yaml` with this `app`.
         spec_path: a spec file instead (relative to the checkout, or absolute).
         digest: release this image, already in the registry, instead of building one.
-        strategy: override the spec's strategy.
+        strategy: `rolling`, `blue-green` or `canary` instead of the spec's.
         dry_run: check everything (spec, window, policy, registry, target) and change nothing.
         ignore_window: start now even outside the app's upgrade window.
         trigger: who started the run; `webhook` and `poller` releases apply the tag policy,
@@ -196,10 +227,19 @@ def release(
 
     One release per app at a time: a second run for the same app waits for the first.
     """
+    return _release(spec_path_for(app, spec_path), version, digest, strategy, dry_run,
+                    ignore_window, build_args or {}, trigger, requested_by, deferred_from)
+
+
+def _release(spec_path, version: str, digest: str, strategy: str, dry_run: bool,
+             ignore_window: bool, build_args: dict[str, str], trigger: str,
+             requested_by: str, deferred_from: str) -> State:
     steps = StepClock()
-    spec = load_spec(spec_path_for(app, spec_path))
-    if strategy is not None:
-        spec = spec.model_copy(update={"strategy": strategy})
+    spec = load_spec(spec_path)
+    if strategy:
+        if strategy not in STRATEGY_KINDS:
+            raise FerrymanError(f"strategy {strategy!r}: choose one of {STRATEGY_KINDS}")
+        spec = with_strategy(spec, strategy)
     validate_version(version)
     if digest:
         validate_digest(digest)
@@ -207,13 +247,18 @@ def release(
         version=version, digest=digest or None, trigger=trigger, dry_run=dry_run,
         requested_by=requested_by or _requester(trigger),
         deferred=bool(deferred_from),
-        build_args=build_args or {}, admitted_at=datetime.now(UTC),
+        build_args=build_args, admitted_at=datetime.now(UTC),
     )
     if spec.window is not None and not ignore_window:
         now = datetime.now(UTC)
+        scheduled = get_run_context().flow_run.expected_start_time
+        if request.deferred and scheduled is not None:
+            # A release deferred to the opening is judged by when it was scheduled: a busy
+            # worker that starts it a few seconds late must not put it off by a day.
+            now = min(now, scheduled)
         opening = schedule_release(spec.window, now)
         if opening - now > EARLY_START:
-            return _defer(spec, request, opening, steps)
+            return _defer(spec, request, opening, steps, strategy)
         if opening > now:  # a worker may start a scheduled run a little early
             time.sleep((opening - now).total_seconds())
         request = replace(request, admitted_at=max(now, opening))
@@ -224,19 +269,26 @@ def release(
         )
         time.sleep(spec.tag_policy.settle)
     with app_lock(spec.app):
-        return _release(spec, request, steps)
+        return _locked(spec, request, steps)
 
 
-def _defer(spec: ReleaseSpec, request: Request, opening: datetime, steps: StepClock) -> State:
+def _defer(spec: ReleaseSpec, request: Request, opening: datetime, steps: StepClock,
+           strategy: str) -> State:
     """Record the release as pending: a run scheduled at the window's opening."""
     result = _record(spec, request, None)
-    label_run(spec, f"{spec.app} {request.version} (outside the window)", spec.strategy,
-              request.trigger)
+    label_run(spec, f"{spec.app} {request.version} (outside the window)",
+              spec.strategy.kind, request.trigger)
     if request.dry_run:
         result.outcome = Outcome.SKIPPED
         result.reason = f"dry run: outside the upgrade window; would wait until {opening:%c %Z}"
         return finish(spec, result, steps)
-    parameters = dict(get_run_context().flow_run.parameters)
+    me = get_run_context().flow_run
+    parameters = {
+        "spec_path": str(spec.source), "version": request.version,
+        "digest": request.digest or "", "strategy": strategy, "trigger": request.trigger,
+        "requested_by": request.requested_by, "build_args": request.build_args,
+        "deferred_from": me.name,
+    }
     pending = defer(parameters, opening, spec.app, request.version)
     result.outcome = Outcome.DEFERRED
     result.reason = (
@@ -248,8 +300,9 @@ def _defer(spec: ReleaseSpec, request: Request, opening: datetime, steps: StepCl
 
 def _record(spec: ReleaseSpec, request: Request, before: Version | None) -> ReleaseResult:
     return ReleaseResult(
-        app=spec.app, version=request.version, strategy=spec.strategy, outcome=Outcome.FAILED,
-        reason="not finished", previous_version=before.version if before else None,
+        app=spec.app, version=request.version, strategy=spec.strategy.kind,
+        outcome=Outcome.FAILED, reason="not finished",
+        previous_version=before.version if before else None,
         previous_image=before.image if before else None, trigger=request.trigger,
         started_by=request.requested_by,
     )
@@ -264,7 +317,7 @@ def _skip_reason(spec: ReleaseSpec, request: Request, running: Version | None) -
             return f"superseded by the newer request {version} (run {newer.name})"
     if request.trigger == "manual":
         return None
-    verdict = decide(spec.tag_policy, request.version, running.version if running else None)
+    verdict = admit_tag(spec.tag_policy, request.version, running.version if running else None)
     if not verdict.release:
         return verdict.reason
     if request.digest is not None:
@@ -275,28 +328,29 @@ def _skip_reason(spec: ReleaseSpec, request: Request, running: Version | None) -
     return None
 
 
-def _release(spec: ReleaseSpec, request: Request, steps: StepClock) -> State:
+def _locked(spec: ReleaseSpec, request: Request, steps: StepClock) -> State:
     """The release itself, run while holding the app's release slot."""
     log = get_run_logger()
     version = request.version
     auth = load_auth(spec.registry)
     target = get_target(spec, auth)
+    recovered = recover_if_unjudged(spec, target)
+    if recovered:
+        log.warning("%s", recovered)
     status = read_status(target)
     before = status.restore_point() or status.current
     result = _record(spec, request, before)
     skip = _skip_reason(spec, request, status.current)
     if skip is not None:
-        label_run(spec, f"{spec.app} {version} (skipped)", spec.strategy, request.trigger)
+        label_run(spec, f"{spec.app} {version} (skipped)", spec.strategy.kind, request.trigger)
         result.outcome, result.reason = Outcome.SKIPPED, skip
         log.info("not releasing %s %s: %s", spec.app, version, skip)
         return finish(spec, result, steps)
     name = f"{spec.app} {before.version if before else 'new'} -> {version}"
-    label_run(spec, f"{name} (dry run)" if request.dry_run else name, spec.strategy,
+    label_run(spec, f"{name} (dry run)" if request.dry_run else name, spec.strategy.kind,
               request.trigger)
     if request.dry_run:
         return _dry_run(spec, request, auth, result, steps)
-    analysis: AnalysisResult | None = None
-    restored: AnalysisResult | None = None
     emit(spec, "started", result)
     try:
         if request.prebuilt:
@@ -307,37 +361,35 @@ def _release(spec: ReleaseSpec, request: Request, steps: StepClock) -> State:
                 built = package(spec, version, request.build_args)
             with steps.step("push"):
                 pushed = push(spec, built, auth)
-        tag_run(digest_tag(pushed.digest))
-        result.digest, result.image = pushed.digest, pushed.reference
-        new = Version(version, pushed.reference)
-        try:
-            with steps.step("deploy"):
-                deploy(target, new, before)
-        except DeployFailed as e:
-            decision = Decision(Verdict.ROLLBACK, f"deploy failed: {e}")
-        else:
-            with steps.step("verify"):
-                analysis = verify(spec, new, before)
-            decision = analysis.decision
-            if decision.verdict is Verdict.PAUSE:
-                emit(spec, "paused", result)
-                decision = _ask_a_person(spec, decision)
-        if decision.verdict is Verdict.PROMOTE:
-            with steps.step("promote"):
-                promote(target, new)
-            result.outcome, result.reason = Outcome.PROMOTED, decision.reason
-        else:
-            log.warning("rolling back %s %s: %s", spec.app, version, decision.reason)
-            outcome, how, restored = restore_and_verify(spec, target, before, steps)
-            result.outcome, result.reason = outcome, f"{decision.reason}; {how}"
     except FerrymanError as e:
-        # Raised before or during a deploy that did not finish: the target's labels still
-        # name the restore point, so `ferryman rollback` can finish what this could not.
+        # Nothing was deployed: the app runs what it ran.
         result.reason = f"{e.__class__.__name__}: {e}"
-        log.error("release failed: %s", result.reason)
-    result.measurements = measurement_records(analysis, version)
+        log.error("release failed before the deploy: %s", result.reason)
+        return finish(spec, result, steps)
+    tag_run(digest_tag(pushed.digest))
+    result.digest, result.image = pushed.digest, pushed.reference
+    new = Version(version, pushed.reference)
+    run = get_run_context().flow_run
+
+    def measured() -> list[MeasurementRecord]:
+        return [r for a in the_release.analyses
+                for r in measurement_records(a.result, a.version.version, a.step)]
+
+    the_release = Release(
+        spec=spec, target=target, router=get_router(target), new=new, stable=before,
+        person=ask_a_person(spec, result, measured), interrupted=abort_requested(run.id),
+        step=timed(steps),
+    )
+    mark = InFlight(str(run.id), version, datetime.now(UTC).isoformat(timespec="seconds"))
+    ending = carry_out(the_release, mark)
+    result.outcome, result.reason = ending.outcome, ending.reason
+    result.notes = the_release.notes
+    result.measurements = measured()
     if before is not None:
-        result.rollback_measurements = measurement_records(restored, before.version)
+        result.rollback_measurements = measurement_records(ending.restored, before.version,
+                                                           "restored")
+    if ending.outcome is not Outcome.PROMOTED:
+        log.warning("%s %s: %s", spec.app, ending.outcome.value, ending.reason)
     if spec.window is not None:
         result.window_overrun = overrun_seconds(
             spec.window, request.admitted_at, datetime.now(UTC)
@@ -366,7 +418,7 @@ def _dry_run(
         return finish(spec, result, steps)
     result.reason = (
         f"dry run: would {what}, then release {spec.app} "
-        f"{result.previous_version or 'new'} -> {request.version} ({spec.strategy})"
+        f"{result.previous_version or 'new'} -> {request.version} ({spec.strategy.kind})"
     )
     return finish(spec, result, steps)
 
@@ -382,7 +434,8 @@ def finish(spec: ReleaseSpec, result: ReleaseResult, steps: StepClock) -> State:
 
 
 def final_state(result: ReleaseResult) -> State:
-    """Completed for a promotion; Failed (named RolledBack for a clean rollback) otherwise.
+    """Completed for a promotion; Failed (named RolledBack for a clean rollback, Aborted
+    when someone stopped it) otherwise.
 
     The release record is the state's data either way, so callers read it with
     `state.result(raise_on_failure=False)`.
@@ -392,5 +445,17 @@ def final_state(result: ReleaseResult) -> State:
     if result.outcome in (Outcome.SKIPPED, Outcome.DEFERRED):
         return Completed(name=result.outcome.value.capitalize(), message=result.reason,
                          data=result)
-    name = "RolledBack" if result.outcome is Outcome.ROLLED_BACK else "Failed"
-    return Failed(name=name, message=result.reason, data=result)
+    if result.outcome is Outcome.ABORTED and _cancelling():
+        # Cancelled from the UI or API: Prefect accepts only Cancelled from here on.
+        return Cancelled(name="Aborted", message=result.reason, data=result)
+    names = {Outcome.ROLLED_BACK: "RolledBack", Outcome.ABORTED: "Aborted"}
+    return Failed(name=names.get(result.outcome, "Failed"), message=result.reason,
+                  data=result)
+
+
+def _cancelling() -> bool:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(get_run_context().flow_run.id).state
+    return state is not None and state.is_cancelling()

@@ -19,7 +19,13 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import get_run_context
 from prefect.events import emit_event
 
-from tasks.releases import ReleaseResult, analysis_rows, render_report, threshold_text
+from tasks.releases import (
+    MeasurementRecord,
+    ReleaseResult,
+    analysis_rows,
+    render_report,
+    threshold_text,
+)
 from tasks.spec import ReleaseSpec
 
 HISTORY_LENGTH = 20
@@ -72,20 +78,31 @@ def emit(spec: ReleaseSpec, what: str, result: ReleaseResult) -> None:
 def publish_artifacts(spec: ReleaseSpec, result: ReleaseResult) -> None:
     """The release report, the analysis table and the app's release history, keyed per app
     so each key's history is browsable in the UI."""
-    thresholds = {m.name: threshold_text(m.threshold) for m in spec.analysis.metrics}
     create_markdown_artifact(
         key=f"{spec.app}-release-report",
         markdown=render_report(result),
         description=f"{spec.app} {result.previous_version or 'new'} -> {result.version}: "
         f"{result.outcome.value}",
     )
-    rows = analysis_rows(result.measurements + result.rollback_measurements, thresholds)
+    _publish_table(spec, result.version, result.measurements + result.rollback_measurements)
+    _publish_history(spec, result)
+
+
+def publish_analysis_so_far(spec: ReleaseSpec, version: str,
+                            records: list[MeasurementRecord]) -> None:
+    """The analysis table of a release that waits for a person: what they decide on."""
+    _publish_table(spec, version, records, " so far")
+
+
+def _publish_table(spec: ReleaseSpec, version: str, records: list[MeasurementRecord],
+                   when: str = "") -> None:
+    thresholds = {m.name: threshold_text(m.threshold) for m in spec.analysis.metrics}
+    rows = analysis_rows(records, thresholds)
     if rows:
         create_table_artifact(
             key=f"{spec.app}-analysis", table=rows,
-            description=f"every measurement of {spec.app} {result.version}",
+            description=f"every measurement of {spec.app} {version}{when}",
         )
-    _publish_history(spec, result)
 
 
 def _publish_history(spec: ReleaseSpec, result: ReleaseResult) -> None:

@@ -6,24 +6,29 @@ from prefect import flow
 from prefect.states import State
 
 from flows.locks import app_lock
-from flows.release import StepClock, finish, measurement_records, restore_and_verify
+from flows.recovery import nobody
+from flows.release import StepClock, finish, measurement_records, timed
 from flows.reporting import label_run
+from tasks.analysis.decision import Decision, Verdict
 from tasks.errors import FerrymanError, TargetError
 from tasks.registries import load_auth
 from tasks.releases import Outcome, ReleaseResult
+from tasks.routers import get_router
 from tasks.spec import ReleaseSpec, load_spec
-from tasks.steps import promote, read_status
+from tasks.steps import mark_stable, read_status
+from tasks.strategies.base import Release
+from tasks.strategies.restore import restore_and_verify
 from tasks.targets import TargetStatus, Version, get_target
 
 
 def rollback_point(status: TargetStatus) -> Version:
-    """What to restore: the stable version if the service left it, else the one before it.
+    """What to restore: the stable version if the app left it, else the one before it.
 
-    Raises TargetError when the service records no earlier version than the one it runs.
+    Raises TargetError when the app records no earlier version than the one it runs.
     """
     if not status.exists or status.current is None:
         raise TargetError("nothing is deployed, so there is nothing to roll back")
-    if status.stable is not None and status.stable != status.current:
+    if status.stable is not None and (status.stable != status.current or status.unjudged()):
         return status.stable
     if status.previous is not None and status.previous != status.current:
         return status.previous
@@ -57,12 +62,16 @@ def _rollback(spec: ReleaseSpec, steps: StepClock) -> State:
             "version": to.version, "image": to.image, "digest": to.image.rpartition("@")[2],
             "previous_version": current.version, "previous_image": current.image,
         })
-        outcome, how, check = restore_and_verify(spec, target, to, steps)
-        result.rollback_measurements = measurement_records(check, to.version)
-        if outcome is Outcome.ROLLED_BACK:
+        release = Release(spec=spec, target=target, router=get_router(target), new=current,
+                          stable=to, person=nobody, step=timed(steps))
+        ending = restore_and_verify(
+            release, Decision(Verdict.ROLLBACK, f"rollback of {current.version} asked for"))
+        result.rollback_measurements = measurement_records(ending.restored, to.version,
+                                                           "restored")
+        if ending.outcome is Outcome.ROLLED_BACK:
             with steps.step("promote"):
-                promote(target, to)
-        result.outcome, result.reason = outcome, how
+                mark_stable(target, to)
+        result.outcome, result.reason = ending.outcome, ending.reason
     except FerrymanError as e:
         result.reason = f"{e.__class__.__name__}: {e}"
     return finish(spec, result, steps)

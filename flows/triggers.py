@@ -26,6 +26,8 @@ from prefect.client.schemas.filters import (
     FlowRunFilterEndTime,
     FlowRunFilterExpectedStartTime,
     FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
@@ -38,8 +40,8 @@ from tasks.errors import SpecError
 from tasks.spec import app_of, find_spec
 from tasks.windows import PendingRelease, PendingReleases
 
-DEFAULT_DEPLOYMENT = "release/manual"
-"""Where a release started outside any deployment (the CLI) is scheduled when deferred."""
+DEFERRED_DEPLOYMENT = "release/deferred"
+"""Where a release outside its window is scheduled for the opening, whoever started it."""
 DUE_WITHIN = timedelta(seconds=60)
 """A scheduled run due within this long counts as waiting now (workers start runs early)."""
 _WAITING = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
@@ -100,6 +102,22 @@ def newer_request(app: str, version: str) -> FlowRun | None:
     return None if newest is mine else requests[newest]
 
 
+def release_run_of(app: str, states: list[StateType]):
+    """The latest release run of `app` in one of `states`, or None (`ferryman approve`,
+    `abort`, `rollback` find the run they answer this way)."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["release"])),
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[f"app:{app}"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+    return runs[0] if runs else None
+
+
 def released_before(app: str, digest: str) -> FlowRun | None:
     """The latest other release run of `app` that deployed (or tried) the image `digest`."""
     runs = _other_release_runs(
@@ -111,20 +129,13 @@ def released_before(app: str, digest: str) -> FlowRun | None:
 def defer(parameters: dict[str, Any], opening: datetime, app: str, version: str) -> FlowRun:
     """Schedule this release again at the window's `opening`; returns the scheduled run.
 
-    The scheduled run goes to the deployment this run came from (`release/manual` for a CLI
-    run) with the same parameters and `deferred_from` set, so that when the window opens,
-    of several deferred releases of one app only the newest runs.
+    The scheduled run goes to `release/deferred` with everything this run was asked
+    (`deferred_from` set), so that when the window opens, of several deferred releases of
+    one app only the newest runs.
     """
-    me = get_run_context().flow_run
-    name = DEFAULT_DEPLOYMENT
-    if me.deployment_id:
-        with get_client(sync_client=True) as client:
-            deployment = client.read_deployment(me.deployment_id)
-            flow_name = client.read_flow(deployment.flow_id).name
-        name = f"{flow_name}/{deployment.name}"
     return run_deployment(
-        name=name,
-        parameters={**parameters, "deferred_from": me.name},
+        name=DEFERRED_DEPLOYMENT,
+        parameters=parameters,
         scheduled_time=opening,
         flow_run_name=f"{app} {version} (pending for the window)",
         tags=["ferryman", "pending", f"app:{app}"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, Field
 
 from tasks.analysis.measurement import Measurement
 from tasks.spec import Threshold
@@ -25,6 +25,8 @@ class Outcome(StrEnum):
     is not older, or the image was released before. Nothing was changed."""
     DEFERRED = "deferred"
     """A release that arrived outside its app's upgrade window: scheduled for the opening."""
+    ABORTED = "aborted"
+    """Someone stopped the release; the stable version was restored and verified."""
 
 
 class MeasurementRecord(BaseModel):
@@ -37,12 +39,15 @@ class MeasurementRecord(BaseModel):
     value: float | None
     message: str
     version: str
+    step: str = ""
+    """Which analysis of the release took it: `rolling`, `preview`, `canary-25`,
+    `restored`..."""
 
     @classmethod
-    def of(cls, m: Measurement, version: str) -> MeasurementRecord:
+    def of(cls, m: Measurement, version: str, step: str = "") -> MeasurementRecord:
         return cls(
             metric=m.metric, index=m.index, at=m.at.isoformat(timespec="seconds"),
-            phase=m.phase.value, value=m.value, message=m.message, version=version,
+            phase=m.phase.value, value=m.value, message=m.message, version=version, step=step,
         )
 
 
@@ -81,22 +86,15 @@ class ReleaseResult(BaseModel):
     """Who or what asked for the release, in words (a user, a registry push, a poller)."""
     window_overrun: float | None = None
     """Seconds the release ran past the end of its upgrade window (None: the app has none)."""
-
-    @computed_field
-    @property
-    def exposure_seconds(self) -> float | None:
-        """After a rollback: seconds from the new version serving (deploy done) to the
-        restored one serving again (rollback done). None when no rollback followed a deploy."""
-        ends = {s.name: s.end for s in self.steps if s.outcome == "ok"}
-        if "deploy" in ends and "roll back" in ends:
-            return ends["roll back"] - ends["deploy"]
-        return None
+    notes: list[str] = Field(default_factory=list)
+    """How the strategy went, in words: the canary's shares, the delay kept, a first install."""
 
     def exit_code(self) -> int:
-        """The CLI's exit code: 0 promoted, 3 rolled back cleanly, 4 not run now (skipped or
-        deferred to the upgrade window), 1 anything else."""
-        codes = {Outcome.PROMOTED: 0, Outcome.ROLLED_BACK: 3, Outcome.SKIPPED: 4,
-                 Outcome.DEFERRED: 4}
+        """The CLI's exit code: 0 promoted, 3 rolled back cleanly (after a failed analysis or
+        an abort), 4 not run now (skipped or deferred to the upgrade window), 1 anything
+        else."""
+        codes = {Outcome.PROMOTED: 0, Outcome.ROLLED_BACK: 3, Outcome.ABORTED: 3,
+                 Outcome.SKIPPED: 4, Outcome.DEFERRED: 4}
         return codes.get(self.outcome, 1)
 
 
@@ -124,7 +122,8 @@ def analysis_rows(records: list[MeasurementRecord], thresholds: dict[str, str]) 
     """Rows of the analysis table artifact: one per measurement."""
     return [
         {
-            "version": r.version, "metric": r.metric, "#": r.index + 1, "at": r.at,
+            "version": r.version, "step": r.step, "metric": r.metric, "#": r.index + 1,
+            "at": r.at,
             "value": _fmt(r.value), "threshold": thresholds.get(r.metric, ""),
             "phase": r.phase, "note": r.message,
         }
@@ -155,10 +154,7 @@ def render_report(result: ReleaseResult) -> str:
             if result.window_overrun is not None else []
         ),
         f"| duration | {result.seconds:.1f} s |",
-        *(
-            [f"| new version served for | {result.exposure_seconds:.1f} s until restored |"]
-            if result.exposure_seconds is not None else []
-        ),
+        *([f"| how it went | {'; '.join(result.notes)} |"] if result.notes else []),
         "",
         "## Steps",
         "",
@@ -171,10 +167,11 @@ def render_report(result: ReleaseResult) -> str:
         ("Analysis of the restored version", result.rollback_measurements),
     ):
         if records:
-            lines += ["", f"## {title}", "", "| metric | # | value | phase | note |",
-                      "|---|---|---|---|---|"]
+            lines += ["", f"## {title}", "", "| step | metric | # | value | phase | note |",
+                      "|---|---|---|---|---|---|"]
             lines += [
-                f"| {r.metric} | {r.index + 1} | {_fmt(r.value)} | {r.phase} | {r.message} |"
+                f"| {r.step} | {r.metric} | {r.index + 1} | {_fmt(r.value)} | {r.phase} "
+                f"| {r.message} |"
                 for r in records
             ]
     return "\n".join(lines) + "\n"

@@ -16,7 +16,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -243,6 +245,162 @@ class AnalysisSpec(_Spec):
         return value
 
 
+class RollingStrategy(_Spec):
+    """The platform's own rolling update, judged from the first new replica on."""
+
+    kind: Literal["rolling"] = "rolling"
+
+
+class BlueGreenStrategy(_Spec):
+    """The new version beside the old on a preview address; then the app's address switches."""
+
+    kind: Literal["blue-green"] = "blue-green"
+    preview_analysis: bool = True
+    """Judge the preview (only the preview address's traffic reaches it) before the switch."""
+    post_switch_analysis: bool = True
+    """Judge it again once it serves the app's address; a failure switches straight back."""
+    approve_switch: bool = False
+    """Wait for a person's approval before the switch (after the preview analysis)."""
+    scale_down_delay: Annotated[Seconds, Field(ge=0)] = 30.0
+    """How long after the switch the old version stays ready for a switch back."""
+
+    @model_validator(mode="after")
+    def _judged_somewhere(self) -> BlueGreenStrategy:
+        if not (self.preview_analysis or self.post_switch_analysis):
+            raise ValueError(
+                "set preview_analysis or post_switch_analysis: a version nobody measured "
+                "is never promoted"
+            )
+        return self
+
+
+class AnalysisOverride(_Spec):
+    """A canary analysis step's changes to the spec's `analysis` (count, interval, delay)."""
+
+    count: Annotated[int, Field(ge=1)] | None = None
+    interval: Annotated[Seconds, Field(gt=0)] | None = None
+    initial_delay: Seconds | None = None
+
+
+class Approval(_Spec):
+    """How long a person has to answer, and what happens when nobody does."""
+
+    timeout: Annotated[Seconds, Field(gt=0)] | None = None
+    """Default: `analysis.pause_timeout`."""
+    on_timeout: Literal["rollback", "promote"] = "rollback"
+
+
+class Pause(_Spec):
+    """Hold the current weight for a while (bake time) before the next step."""
+
+    duration: Annotated[Seconds, Field(gt=0)]
+
+
+class WeightStep(_Spec):
+    weight: int
+    """Percent of the app's traffic on the new version."""
+
+    @field_validator("weight")
+    @classmethod
+    def _a_share(cls, value: int) -> int:
+        if value >= 100:
+            raise ValueError("at most 99: all traffic (100) is the promotion after the last step")
+        if value < 1:
+            raise ValueError("at least 1 (percent of the app's traffic)")
+        return value
+
+
+class AnalysisStep(_Spec):
+    analysis: AnalysisOverride = AnalysisOverride()
+
+
+class ApproveStep(_Spec):
+    approve: Approval = Approval()
+
+
+class PauseStep(_Spec):
+    pause: Pause
+
+
+def _step_kind(value: object) -> str | None:
+    if isinstance(value, dict):
+        keys = [k for k in ("weight", "analysis", "approve", "pause") if k in value]
+        return keys[0] if len(keys) == 1 else None
+    if isinstance(value, _Spec):
+        return {WeightStep: "weight", AnalysisStep: "analysis", ApproveStep: "approve",
+                PauseStep: "pause"}.get(type(value))
+    return None
+
+
+def _empty_settings(value: object) -> object:
+    # `- analysis:` and `- approve:` with nothing after them read as None in YAML.
+    if isinstance(value, dict):
+        return {k: ({} if v is None and k in ("analysis", "approve") else v)
+                for k, v in value.items()}
+    return value
+
+
+CanaryStep = Annotated[
+    Annotated[WeightStep, Tag("weight")] | Annotated[AnalysisStep, Tag("analysis")]
+    | Annotated[ApproveStep, Tag("approve")] | Annotated[PauseStep, Tag("pause")],
+    Discriminator(
+        _step_kind,
+        custom_error_type="canary_step",
+        custom_error_message="a step is one of `weight: N`, `analysis: {...}`, "
+        "`approve: {...}` or `pause: {duration: ...}`",
+    ),
+    BeforeValidator(_empty_settings),
+]
+
+
+class CanaryStrategy(_Spec):
+    """A share of the app's traffic on the new version, raised in steps, judged at each."""
+
+    kind: Literal["canary"] = "canary"
+    steps: Annotated[list[CanaryStep], Field(min_length=1)] = Field(
+        default_factory=lambda: [
+            WeightStep(weight=25), AnalysisStep(), WeightStep(weight=50), AnalysisStep(),
+        ]
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _judged_with_traffic(cls, steps: list) -> list:
+        weighted = False
+        for i, step in enumerate(steps):
+            if isinstance(step, WeightStep):
+                weighted = True
+            elif isinstance(step, AnalysisStep) and not weighted:
+                raise ValueError(
+                    f"step {i} is an analysis before any weight: the canary would have "
+                    "no traffic to judge"
+                )
+        if not any(isinstance(step, AnalysisStep) for step in steps):
+            raise ValueError("no analysis step: a version nobody measured is never promoted")
+        return steps
+
+    def weights(self) -> list[int]:
+        return [step.weight for step in self.steps if isinstance(step, WeightStep)]
+
+
+STRATEGY_KINDS = ("rolling", "blue-green", "canary")
+STRATEGIES: dict[str, type[_Spec]] = {
+    "rolling": RollingStrategy, "blue-green": BlueGreenStrategy, "canary": CanaryStrategy,
+}
+
+
+def _strategy_by_kind(value: object) -> object:
+    # The short form `strategy: rolling` names the kind with its defaults.
+    return {"kind": value} if isinstance(value, str) else value
+
+
+StrategySpec = Annotated[
+    Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy, Field(discriminator="kind")],
+    BeforeValidator(_strategy_by_kind),
+]
+"""How the new version reaches users: one model per `strategy.kind`."""
+
+
 class ReleaseSpec(_Spec):
     """Everything Ferryman needs to release one app; see the README's spec reference."""
 
@@ -250,7 +408,7 @@ class ReleaseSpec(_Spec):
     image: ImageSpec
     registry: RegistrySpec
     target: SwarmTargetSpec
-    strategy: Literal["rolling"] = "rolling"
+    strategy: StrategySpec = RollingStrategy()
     analysis: AnalysisSpec
     window: UpgradeWindow | None = None
     """When releases may start; None: at any time."""
@@ -270,6 +428,24 @@ class ReleaseSpec(_Spec):
                 f"registry.namespace, {value.namespace!r})"
             )
         return value
+
+
+def with_strategy(spec: ReleaseSpec, kind: str) -> ReleaseSpec:
+    """The spec with another strategy kind (`--strategy`, the UI's choice): the spec's own
+    settings when it names that kind already, else that kind's defaults. Checked like the
+    spec itself; raises SpecError naming `strategy`."""
+    if kind not in STRATEGIES:
+        raise SpecError(f"strategy {kind!r}: choose one of {', '.join(STRATEGY_KINDS)}")
+    if spec.strategy.kind == kind:
+        return spec
+    changed = spec.model_copy(update={"strategy": STRATEGIES[kind]()})
+    from tasks.targets import validate_target
+
+    try:
+        validate_target(changed)
+    except SpecError as e:
+        raise SpecError(f"strategy {kind} with its defaults: {e}") from None
+    return changed
 
 
 def validate_version(version: str) -> str:
@@ -292,17 +468,39 @@ def validate_digest(digest: str) -> str:
     return digest
 
 
+_UNION_TAGS = {("registry",): REGISTRY_KINDS, ("strategy",): STRATEGY_KINDS,
+               ("strategy", "steps", int): ("weight", "analysis", "approve", "pause")}
+
+
+def _without_union_tags(loc: tuple) -> tuple:
+    """pydantic names the member of a tagged union in an error's path (`registry.ecr.region`);
+    the user wrote no such key, so the path drops it (`registry.region`)."""
+    out: list = []
+    dropped = False
+    for part in loc:
+        shape = tuple(int if isinstance(p, int) else p for p in out)
+        if not dropped and part in _UNION_TAGS.get(shape, ()):
+            dropped = True  # a tag can equal the field after it: `steps[0].weight.weight`
+            continue
+        dropped = False
+        out.append(part)
+    return tuple(out)
+
+
 def format_validation_error(error: ValidationError, source: str) -> str:
     """One line per problem, each naming the field path, e.g. `analysis.metrics[0].query`."""
     lines = [f"{source}: invalid release spec"]
     for problem in error.errors():
         path = ""
         loc = problem["loc"]
-        if loc[:1] == ("registry",) and len(loc) > 1 and loc[1] in REGISTRY_KINDS:
-            loc = loc[:1] + loc[2:]  # pydantic names the union member; the user wrote no such key
+        loc = _without_union_tags(loc)
         for part in loc:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "union_tag_invalid":  # `kind: nomad`: name the key and choices
+            ctx = problem["ctx"]
+            path = f"{path}.{ctx['discriminator'].strip(chr(39))}" if path else path
+            message = f"{ctx['tag']!r} is not one of {ctx['expected_tags']}"
         lines.append(f"  {path or '(top level)'}: {message}")
     return "\n".join(lines)
 

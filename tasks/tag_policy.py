@@ -1,6 +1,6 @@
 """Tag policies: whether a tag that appeared in a registry is released at all.
 
-The webhook receiver and the poller call `decide` for every new tag of an app, with the
+The webhook receiver and the poller call `admit_tag` for every new tag of an app, with the
 version the app runs now; only a tag it releases starts a release run, which calls it again
 under the app's lock.
 
@@ -134,7 +134,7 @@ def in_range(version: semver.Version, text: str) -> bool:
 
 
 class TagPolicy(BaseModel):
-    """The spec's `tag_policy`: which new tags of an app are released (see `decide`)."""
+    """The spec's `tag_policy`: which new tags of an app are released (see `admit_tag`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -178,7 +178,7 @@ class TagDecision:
     reason: str
 
 
-def decide(policy: TagPolicy, tag: str, current_version: str | None) -> TagDecision:
+def admit_tag(policy: TagPolicy, tag: str, current_version: str | None) -> TagDecision:
     """Whether `tag` is released for an app that runs `current_version` (None: nothing yet).
 
     Called by the triggers for every new tag. The checks, in order: ignored tags, the `allow`

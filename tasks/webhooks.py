@@ -3,7 +3,7 @@
 The receiver (`flows/receiver.py`) authenticates a delivery first (`verify_shared_secret` or
 `verify_hmac_sha256`, on the raw body), then parses it with the parser of its sender, maps
 each repository to an app with `app_for_repository`, asks the tag policy
-(`tasks.tag_policy.decide`), and drops the images `DeliveryDeduplicator` has seen.
+(`tasks.tag_policy.admit_tag`), and drops the images `DeliveryDeduplicator` has seen.
 
 Senders and what is read from them:
 

@@ -4,7 +4,7 @@ import pytest
 import semver
 from pydantic import ValidationError
 
-from tasks.tag_policy import TagPolicy, decide, in_range, parse_range, parse_version
+from tasks.tag_policy import TagPolicy, admit_tag, in_range, parse_range, parse_version
 
 DEFAULT = TagPolicy()
 
@@ -87,72 +87,72 @@ def test_tags_naming_no_version_are_not_versions(tag):
 
 
 def test_newer_version_is_released():
-    d = decide(DEFAULT, "1.3.0", "1.2.0")
+    d = admit_tag(DEFAULT, "1.3.0", "1.2.0")
     assert d.release and "newer than 1.2.0" in d.reason
 
 
 def test_first_release_needs_no_current_version():
-    assert decide(DEFAULT, "1.0.0", None).release
+    assert admit_tag(DEFAULT, "1.0.0", None).release
 
 
 def test_latest_is_ignored_by_default():
-    d = decide(DEFAULT, "latest", "1.2.0")
+    d = admit_tag(DEFAULT, "latest", "1.2.0")
     assert not d.release and "ignore list" in d.reason
 
 
 def test_ignore_list_replaces_the_default():
-    assert decide(TagPolicy(ignore=["edge"]), "latest", None).release
-    assert not decide(TagPolicy(ignore=["edge"]), "edge", None).release
+    assert admit_tag(TagPolicy(ignore=["edge"]), "latest", None).release
+    assert not admit_tag(TagPolicy(ignore=["edge"]), "edge", None).release
 
 
 def test_downgrade_is_refused():
-    d = decide(DEFAULT, "1.1.0", "1.2.0")
+    d = admit_tag(DEFAULT, "1.1.0", "1.2.0")
     assert not d.release and "older than the running 1.2.0" in d.reason
 
 
 def test_same_version_is_refused():
-    d = decide(DEFAULT, "1.2.0", "1.2.0")
+    d = admit_tag(DEFAULT, "1.2.0", "1.2.0")
     assert not d.release and "the same version as" in d.reason
 
 
 def test_downgrade_is_released_when_allowed():
-    assert decide(TagPolicy(allow_downgrade=True), "1.1.0", "1.2.0").release
+    assert admit_tag(TagPolicy(allow_downgrade=True), "1.1.0", "1.2.0").release
 
 
 def test_v_prefix_is_ordered_with_plain_versions():
-    assert not decide(DEFAULT, "v1.2.0", "1.2.0").release
-    assert decide(DEFAULT, "v1.10.0", "v1.9.0").release
+    assert not admit_tag(DEFAULT, "v1.2.0", "1.2.0").release
+    assert admit_tag(DEFAULT, "v1.10.0", "v1.9.0").release
 
 
 def test_non_semver_tag_fails_a_semver_policy():
-    d = decide(TagPolicy(semver=">=1.0.0"), "2026_06_03", "1.2.0")
+    d = admit_tag(TagPolicy(semver=">=1.0.0"), "2026_06_03", "1.2.0")
     assert not d.release and "not a semantic version" in d.reason
 
 
 def test_version_outside_the_range_is_refused():
-    d = decide(TagPolicy(semver="^1.2"), "2.0.0", "1.4.0")
+    d = admit_tag(TagPolicy(semver="^1.2"), "2.0.0", "1.4.0")
     assert not d.release and "outside the range '^1.2'" in d.reason
 
 
 def test_prerelease_is_refused_unless_allowed():
-    d = decide(DEFAULT, "1.3.0-rc.1", "1.2.0")
+    d = admit_tag(DEFAULT, "1.3.0-rc.1", "1.2.0")
     assert not d.release and "prerelease" in d.reason
-    assert decide(TagPolicy(prerelease=True), "1.3.0-rc.1", "1.2.0").release
+    assert admit_tag(TagPolicy(prerelease=True), "1.3.0-rc.1", "1.2.0").release
 
 
 def test_release_after_its_prerelease_is_newer():
-    assert decide(TagPolicy(prerelease=True), "1.3.0", "1.3.0-rc.1").release
+    assert admit_tag(TagPolicy(prerelease=True), "1.3.0", "1.3.0-rc.1").release
 
 
 def test_allow_pattern_must_match_the_whole_tag():
     policy = TagPolicy(allow=r"\d+\.\d+\.\d+")
-    assert decide(policy, "1.3.0", None).release
-    d = decide(policy, "1.3.0-hotfix", None)
+    assert admit_tag(policy, "1.3.0", None).release
+    d = admit_tag(policy, "1.3.0-hotfix", None)
     assert not d.release and "does not match the allow pattern" in d.reason
 
 
 def test_non_semver_tags_without_a_range_are_released_but_not_the_running_one():
     policy = TagPolicy(allow=r"\d{4}_\d{2}_\d{2}")
-    d = decide(policy, "2026_06_03", "2026_06_01")
+    d = admit_tag(policy, "2026_06_03", "2026_06_01")
     assert d.release and "only semantic versions are" in d.reason
-    assert not decide(policy, "2026_06_01", "2026_06_01").release
+    assert not admit_tag(policy, "2026_06_01", "2026_06_01").release

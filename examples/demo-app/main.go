@@ -250,12 +250,32 @@ func newHandler(c config, m *metrics) http.Handler {
 	})
 }
 
+// check is the image's health check (`demo-app -check`): the image is FROM scratch, with
+// no shell or curl, so the binary asks its own /healthz. Exit 0 when it answers 200.
+func check(port int) int {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo-app -check:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, "demo-app -check: /healthz answered", resp.Status)
+		return 1
+	}
+	return 0
+}
+
 func main() {
 	log.SetFlags(log.LstdFlags | log.LUTC)
 	c, err := loadConfig(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo-app: invalid configuration:", err)
 		os.Exit(2)
+	}
+	if len(os.Args) == 2 && os.Args[1] == "-check" {
+		os.Exit(check(c.Port))
 	}
 	if c.CrashOnStart {
 		fmt.Fprintf(os.Stderr, "demo-app: CRASH_ON_START is set, exiting (app=%s version=%s)\n", c.App, c.Version)

@@ -39,6 +39,10 @@ class Decision:
 
     verdict: Verdict
     reason: str
+    unmeasured: bool = False
+    """The verdict came from the provider's errors (Prometheus unreachable, say), not from
+    anything measured of the version: a restored version so judged was not verified, but
+    it did not fail either."""
 
 
 def _consecutive_errors(measurements: Sequence[Measurement]) -> int:
@@ -53,9 +57,11 @@ def _consecutive_errors(measurements: Sequence[Measurement]) -> int:
 def decide(measurements: Iterable[Measurement], policy: Policy) -> Decision:
     """Decide from all measurements so far; called after every round of measurements.
 
-    Limits are checked per metric, failures first. The analysis is complete once every
-    metric has `count` measurements; it promotes only if each metric then has at least one
-    successful measurement, so an analysis whose every measurement errored never passes.
+    Limits are checked per metric, failures first. As in Argo Rollouts, an `error`
+    measurement does not count toward `count`: the analysis is complete once every metric
+    has `count` measurements that are not errors (consecutive_error_limit bounds how long
+    that can take), and it promotes only if each metric then has at least one successful
+    measurement. An analysis whose every measurement errored never passes.
     """
     by_metric: dict[str, list[Measurement]] = {name: [] for name in policy.metrics}
     for m in measurements:
@@ -76,6 +82,7 @@ def decide(measurements: Iterable[Measurement], policy: Policy) -> Decision:
                 Verdict.ROLLBACK,
                 f"{name}: {errors} consecutive errors, more than consecutive_error_limit "
                 f"{policy.consecutive_error_limit} (last: {ms[-1].message})",
+                unmeasured=True,
             )
     for name, ms in by_metric.items():
         inconclusive = [m for m in ms if m.phase is Phase.INCONCLUSIVE]
@@ -88,7 +95,8 @@ def decide(measurements: Iterable[Measurement], policy: Policy) -> Decision:
                 f"(last: {inconclusive[-1].message})",
             )
 
-    if any(len(ms) < policy.count for ms in by_metric.values()):
+    if any(len([m for m in ms if m.phase is not Phase.ERROR]) < policy.count
+           for ms in by_metric.values()):
         return Decision(Verdict.CONTINUE, "analysis in progress")
     unproven = sorted(
         name for name, ms in by_metric.items() if not any(m.phase is Phase.SUCCESSFUL for m in ms)
@@ -100,5 +108,6 @@ def decide(measurements: Iterable[Measurement], policy: Policy) -> Decision:
         )
     return Decision(
         Verdict.PROMOTE,
-        f"all {len(by_metric)} metric(s) within thresholds over {policy.count} measurement(s)",
+        f"all {len(by_metric)} metric(s) within thresholds over {policy.count} "
+        "measurement(s)",
     )

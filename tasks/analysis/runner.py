@@ -51,6 +51,12 @@ def measure(
     return Measurement(metric.name, index, at, phase, value, message)
 
 
+Watch = Callable[[], Decision | None]
+"""Called between rounds (and while waiting for one): a decision to stop with, e.g. when the
+rolling update the analysis runs beside has failed; None to go on."""
+WATCH_EVERY = 1.0
+
+
 def run_analysis(
     analysis: AnalysisSpec,
     variables: dict[str, str],
@@ -59,21 +65,33 @@ def run_analysis(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    watch: Watch | None = None,
 ) -> AnalysisResult:
     """Run the analysis until a verdict other than CONTINUE; called by the verify task.
 
     Rounds are scheduled from the start (initial_delay + i * interval), so slow queries do
-    not stretch the analysis. Returns PROMOTE, ROLLBACK or PAUSE, never CONTINUE.
+    not stretch the analysis. Rounds go on past `count` while errors leave a metric short
+    of `count` real measurements (see `decide`). Returns PROMOTE, ROLLBACK or PAUSE, never
+    CONTINUE.
     """
     policy = policy_of(analysis)
     queries = {m.name: render_query(m, variables) for m in analysis.metrics}
     measurements: list[Measurement] = []
     start = clock()
-    decision = Decision(Verdict.CONTINUE, "analysis not started")
-    for index in range(analysis.count):
-        wait = start + analysis.initial_delay + index * analysis.interval - clock()
-        if wait > 0:
-            sleep(wait)
+
+    def wait_until(deadline: float) -> Decision | None:
+        while True:
+            stop = watch() if watch is not None else None
+            left = deadline - clock()
+            if stop is not None or left <= 0:
+                return stop
+            sleep(min(left, WATCH_EVERY) if watch is not None else left)
+
+    index = 0
+    while True:
+        stop = wait_until(start + analysis.initial_delay + index * analysis.interval)
+        if stop is not None:
+            return AnalysisResult(stop, tuple(measurements))
         at = now()
         for metric in analysis.metrics:
             m = measure(provider, metric, queries[metric.name], index, at)
@@ -81,5 +99,5 @@ def run_analysis(
             on_measurement(m)
         decision = decide(measurements, policy)
         if decision.verdict is not Verdict.CONTINUE:
-            break
-    return AnalysisResult(decision, tuple(measurements))
+            return AnalysisResult(decision, tuple(measurements))
+        index += 1

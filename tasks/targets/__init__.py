@@ -5,23 +5,32 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tasks.errors import SpecError
-from tasks.targets.base import Progress, Target, TargetStatus, Version
+from tasks.targets.base import InFlight, Progress, Role, Target, TargetStatus, Version, Workload
 
 if TYPE_CHECKING:
     from tasks.registries import RegistryAuth
     from tasks.spec import ReleaseSpec
 
-__all__ = ["Progress", "Target", "TargetStatus", "Version", "get_target", "validate_target"]
+__all__ = [
+    "InFlight", "Progress", "Role", "Target", "TargetStatus", "Version", "Workload",
+    "get_target", "validate_target",
+]
 
 
 def validate_target(spec: ReleaseSpec) -> None:
-    """Check the orchestration files a spec names; raises SpecError. Touches no platform."""
+    """Check the orchestration files a spec names, and that the platform can give the
+    strategy's traffic shares; raises SpecError. Touches no platform."""
+    from tasks.routers.replicas import check_weights
+    from tasks.spec import CanaryStrategy
+
     if spec.target.kind == "swarm":
         from tasks.targets.compose import load_service
 
-        load_service(spec.target.stack_file, spec.target.service)
-        return
-    raise SpecError(f"target.kind: no target of kind {spec.target.kind!r}")
+        replicas = load_service(spec.target.stack_file, spec.target.service).service.deploy.replicas
+    else:
+        raise SpecError(f"target.kind: no target of kind {spec.target.kind!r}")
+    if isinstance(spec.strategy, CanaryStrategy):
+        check_weights(spec.strategy.weights(), replicas, "strategy.steps")
 
 
 def get_target(spec: ReleaseSpec, auth: RegistryAuth | None = None, client=None) -> Target:

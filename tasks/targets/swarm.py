@@ -1,34 +1,61 @@
-"""Docker Swarm target: one replicated service per app, driven through the docker SDK.
+"""Docker Swarm target: an app's workloads are replicated services, driven by the docker SDK.
 
-What ran before is recorded as labels on the service itself, in the same API call that
-changes its image, so no deploy can leave a service without a record of what to restore.
+The stable workload is the service named by `target.service`; during a release a canary
+(`<service>-canary`) or a preview (`<service>-preview`) service runs beside it. What ran
+before, the last promoted version (with its whole task template) and the mark of a release
+in flight are labels on the stable service, written in the same API call that changes it,
+so no deploy can leave a service without a record of what to restore.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import docker
 import docker.errors
-from docker.types import EndpointSpec, RestartPolicy, ServiceMode, UpdateConfig
+from docker.types import (
+    ConfigReference,
+    ContainerSpec,
+    EndpointSpec,
+    Healthcheck,
+    Mount,
+    Resources,
+    RestartPolicy,
+    SecretReference,
+    ServiceMode,
+    TaskTemplate,
+    UpdateConfig,
+)
 
-from tasks.errors import DeployFailed, TargetError, TargetUnavailableError
+from tasks.errors import DeployFailed, SpecError, TargetError, TargetUnavailableError
 from tasks.registries import RegistryAuth
 from tasks.spec import ReleaseSpec
-from tasks.targets.base import Progress, TargetStatus, Version
-from tasks.targets.compose import Service, load_service
+from tasks.targets.base import InFlight, Progress, Role, TargetStatus, Version, Workload
+from tasks.targets.compose import Definition, load_service
 from tasks.targets.compose import UpdateConfig as ComposeUpdateConfig
 
 LABEL = "ferryman"
 MANAGED = f"{LABEL}.managed"
+ROLE = f"{LABEL}.role"
+TEMPLATE = "template"
+"""Label suffix holding a version's whole task template (JSON), so a rollback restores
+the environment, command and limits it ran with, not only its image."""
+RELEASE = f"{LABEL}.release"
 # Swarm update states that mean the platform itself gave up on the new version.
 SWARM_GAVE_UP = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
 # A new task that failed this many times is a crash loop, not a slow start.
 CRASH_LOOP_FAILURES = 3
+NS = 1_000_000_000
+# Canary, preview and restores move all replicas at once, new ones first: they are either
+# judged already (a restore) or not yet serving users.
+ALL_AT_ONCE = ComposeUpdateConfig(parallelism=0, order="start-first", failure_action="pause",
+                                  monitor=0.0)
 
 
-def _labels_for(prefix: str, version: Version | None) -> dict[str, str]:
+def _version_labels(prefix: str, version: Version | None) -> dict[str, str]:
     if version is None:
         return {}
     return {f"{LABEL}.{prefix}version": version.version, f"{LABEL}.{prefix}image": version.image}
@@ -40,19 +67,38 @@ def _version_from(labels: dict[str, str], prefix: str) -> Version | None:
     return Version(version, image) if version and image else None
 
 
+def _mark_from(labels: dict[str, str]) -> InFlight | None:
+    run = labels.get(f"{RELEASE}.run")
+    if not run:
+        return None
+    return InFlight(run, labels.get(f"{RELEASE}.version", "?"),
+                    labels.get(f"{RELEASE}.started", ""))
+
+
 def _docker_update_config(config: ComposeUpdateConfig) -> UpdateConfig:
     return UpdateConfig(
         parallelism=config.parallelism,
-        delay=int(config.delay * 1e9),
+        delay=int(config.delay * NS),
         failure_action=config.failure_action,
-        monitor=int(config.monitor * 1e9),
+        monitor=int(config.monitor * NS),
         max_failure_ratio=config.max_failure_ratio,
         order=config.order,
     )
 
 
+@dataclass
+class _Move:
+    """What a role looked like before a change, so `watch` tells this change's effects from
+    what earlier ones left behind."""
+
+    tasks_before: set[str]
+    stale_update: str | None
+    deadline: float
+    gave_up_is_failure: bool
+
+
 class SwarmTarget:
-    """A Swarm service named by `target.service`, shaped by its stack-file entry."""
+    """The services of one app, shaped by its stack-file entry."""
 
     def __init__(
         self,
@@ -64,9 +110,12 @@ class SwarmTarget:
     ) -> None:
         self.spec = spec
         self.name = spec.target.service
-        self.definition, self.networks = load_service(spec.target.stack_file, self.name)
+        self.definition: Definition = load_service(spec.target.stack_file, self.name)
+        self.replicas = self.definition.service.deploy.replicas
         self.poll_seconds = poll_seconds
         self.clock = clock
+        self._moves: dict[Role, _Move] = {}
+        self._pending_mark: dict[str, str] = {}
         try:
             if client is None and spec.target.docker_host:
                 client = docker.DockerClient(base_url=spec.target.docker_host, timeout=60)
@@ -84,6 +133,10 @@ class SwarmTarget:
                 "log in to the registry for image pulls",
             )
 
+    def service_name(self, role: Role) -> str:
+        """`demo`, `demo-canary`, `demo-preview`: a Swarm service name is a DNS name too."""
+        return self.name if role is Role.STABLE else f"{self.name}-{role.value}"
+
     # -- reading ---------------------------------------------------------------------------
 
     def _call(self, fn: Callable, doing: str):
@@ -100,223 +153,405 @@ class SwarmTarget:
         except OSError as e:  # requests' ConnectionError is one
             raise TargetUnavailableError(f"cannot reach the Docker engine to {doing}: {e}") from e
 
-    def _service(self):
+    def _service(self, role: Role):
+        name = self.service_name(role)
         try:
-            return self._call(lambda: self.client.services.get(self.name), "read the service")
+            return self._call(lambda: self.client.services.get(name), f"read service {name}")
         except docker.errors.NotFound:
             return None
 
     def _tasks(self, service) -> list[dict]:
         return self._call(lambda: service.tasks(), "list the service's tasks")
 
-    def status(self) -> TargetStatus:
-        """Read the service's labels and replica counts; `exists=False` if there is none."""
-        service = self._service()
-        if service is None:
-            return TargetStatus(exists=False)
+    def _workload(self, role: Role, service, tasks: list[dict]) -> Workload:
         spec = service.attrs["Spec"]
         labels = spec.get("Labels") or {}
         image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
-        current = _version_from(labels, "") or Version(_tag_of(image), image)
-        running = [
-            t for t in self._tasks(service)
+        version = _version_from(labels, "") or Version(_tag_of(image), image)
+        ready = [
+            t for t in tasks
             if t["DesiredState"] == "running" and t["Status"]["State"] == "running"
+            and t["Spec"]["ContainerSpec"]["Image"] == image
         ]
+        desired = spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 0)
+        aliases = {a for n in spec["TaskTemplate"].get("Networks") or []
+                   for a in n.get("Aliases") or []}
+        on_app = desired > 0 and (role is Role.STABLE or self.name in aliases)
+        return Workload(role, version, desired, len(ready), on_app)
+
+    def status(self) -> TargetStatus:
+        """Read every role's service and the stable one's labels; `exists=False` if there is
+        no stable service."""
+        workloads = []
+        for role in Role:
+            service = self._service(role)
+            if service is not None:
+                workloads.append(self._workload(role, service, self._tasks(service)))
+        stable_service = self._service(Role.STABLE)
+        if stable_service is None:
+            return TargetStatus(exists=False, workloads=tuple(workloads))
+        spec = stable_service.attrs["Spec"]
+        labels = spec.get("Labels") or {}
+        main = next(w for w in workloads if w.role is Role.STABLE)
         return TargetStatus(
             exists=True,
-            current=current,
+            current=main.version,
             stable=_version_from(labels, "stable."),
             previous=_version_from(labels, "previous."),
-            desired_replicas=spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 0),
-            running_replicas=len(running),
-            update_state=(service.attrs.get("UpdateStatus") or {}).get("State"),
+            desired_replicas=main.desired,
+            running_replicas=main.ready,
+            update_state=(stable_service.attrs.get("UpdateStatus") or {}).get("State"),
+            in_flight=_mark_from(labels),
+            workloads=tuple(workloads),
         )
 
-    # -- changing --------------------------------------------------------------------------
+    # -- the service definition ------------------------------------------------------------
 
     def _update_config(self) -> ComposeUpdateConfig:
-        config = self.definition.deploy.update_config
+        config = self.definition.service.deploy.update_config
         override = self.spec.target.update_config
         if override is not None:
             config = config.model_copy(update=override.model_dump(exclude_none=True))
         return config
 
-    def _create(self, new: Version) -> None:
-        d: Service = self.definition
-        policy = d.deploy.restart_policy
-        labels = {**d.deploy.labels, MANAGED: "true", f"{LABEL}.app": self.spec.app}
-        labels |= _labels_for("", new)
-        self._call(
-            lambda: self.client.services.create(
-                new.image,
-                command=d.command,
-                name=self.name,
-                env=[f"{k}={v}" for k, v in d.environment.items()],
-                labels=labels,
-                container_labels={**d.labels, f"{LABEL}.app": self.spec.app},
-                mode=ServiceMode("replicated", replicas=d.deploy.replicas),
-                networks=self.networks,
-                endpoint_spec=EndpointSpec(mode=d.deploy.endpoint_mode),
-                update_config=_docker_update_config(self._update_config()),
-                rollback_config=_docker_update_config(d.deploy.rollback_config),
-                restart_policy=RestartPolicy(
-                    condition=policy.condition,
-                    delay=int(policy.delay * 1e9),
-                    max_attempts=policy.max_attempts,
-                    window=int(policy.window * 1e9),
-                ),
-                stop_grace_period=int(d.stop_grace_period * 1e9),
+    def _reference(self, kind: str, name: str) -> str:
+        """The swarm ID of an external secret or config, by its exact name."""
+        collection = self.client.secrets if kind == "secret" else self.client.configs
+        found = [o for o in self._call(lambda: collection.list(filters={"name": name}),
+                                       f"look up {kind} {name}")
+                 if o.name == name]
+        if not found:
+            raise SpecError(
+                f"{self.spec.target.stack_file}: {kind} {name!r} does not exist in the swarm "
+                f"(create it first: docker {kind} create {name} ...)"
+            )
+        return found[0].id
+
+    def _task_template(self, image: str, aliases: list[str]) -> dict:
+        """The stack file's service as a Swarm task template running `image`."""
+        d = self.definition
+        s = d.service
+        health = None
+        if s.healthcheck is not None:
+            h = s.healthcheck
+            health = Healthcheck(
+                test=["NONE"] if h.disable else h.test,
+                interval=int(h.interval * NS) if h.interval else None,
+                timeout=int(h.timeout * NS) if h.timeout else None,
+                retries=h.retries,
+                start_period=int(h.start_period * NS) if h.start_period else None,
+            )
+        container = ContainerSpec(
+            image,
+            command=s.entrypoint,
+            args=s.command,
+            env=[f"{k}={v}" for k, v in s.environment.items()],
+            labels={**s.labels, f"{LABEL}.app": self.spec.app},
+            user=s.user,
+            workdir=s.working_dir,
+            stop_grace_period=int(s.stop_grace_period * NS),
+            healthcheck=health,
+            mounts=[Mount(target=m.target, source=source, type=m.type, read_only=m.read_only)
+                    for source, m in d.volumes],
+            secrets=[SecretReference(self._reference("secret", name), name,
+                                     filename=r.target or r.source, uid=r.uid, gid=r.gid,
+                                     mode=r.mode)
+                     for name, r in d.secrets],
+            configs=[ConfigReference(self._reference("config", name), name,
+                                     filename=r.target or f"/{r.source}", uid=r.uid,
+                                     gid=r.gid, mode=r.mode)
+                     for name, r in d.configs],
+        )
+        limits, reservations = s.deploy.resources.limits, s.deploy.resources.reservations
+        policy = s.deploy.restart_policy
+        return TaskTemplate(
+            container,
+            resources=Resources(
+                cpu_limit=int(limits.cpus * NS) if limits.cpus else None,
+                mem_limit=limits.memory,
+                cpu_reservation=int(reservations.cpus * NS) if reservations.cpus else None,
+                mem_reservation=reservations.memory,
             ),
-            "create the service",
+            restart_policy=RestartPolicy(
+                condition=policy.condition, delay=int(policy.delay * NS),
+                max_attempts=policy.max_attempts, window=int(policy.window * NS),
+            ),
+            networks=[{"Target": n, "Aliases": aliases} if aliases else {"Target": n}
+                      for n in d.networks],
         )
 
-    def _move(
-        self,
-        service,
-        to: Version,
-        labels: dict[str, str],
-        config: ComposeUpdateConfig,
-        progress: Progress,
-        swarm_gave_up_is_failure: bool,
-    ) -> None:
-        """Update the service's image and labels in one call and wait for the result.
+    def _endpoint(self, role: Role) -> EndpointSpec:
+        d = self.definition.service
+        # Published host ports belong to the app's own service; a canary or preview on the
+        # same node would find them taken. They are reached on the stack's network instead.
+        ports = [
+            {"TargetPort": p.target, "PublishedPort": p.published, "Protocol": p.protocol,
+             "PublishMode": p.mode}
+            for p in d.ports if role is Role.STABLE
+        ]
+        return EndpointSpec(mode=d.deploy.endpoint_mode, ports=ports or None)
 
-        The tasks and the update status are read first, so that `_wait` tells what this
-        update did from what earlier ones left behind.
+    # -- changing --------------------------------------------------------------------------
+
+    def _update(self, service, doing: str, **changes) -> None:
+        """One service update from its exact current spec with `changes` (Spec keys).
+
+        Sent through the low-level API: the SDK's Service.update re-reads the spec with
+        defaults filled in (Resources={}, DNSConfig={}), which Swarm takes for a new task
+        template and answers with a restart of every replica.
         """
-        before = {t["ID"] for t in self._tasks(service)}
-        stale = _update_started(service)
-        self._call(
-            lambda: service.update(
-                image=to.image, labels=labels, update_config=_docker_update_config(config)
-            ),
-            "update the service",
-        )
-        self._wait(to, before, stale, progress, swarm_gave_up_is_failure)
-
-    def deploy(self, new: Version, restore_point: Version | None, progress: Progress) -> None:
-        """Create the service, or move it to `new` with its rolling update; wait for the end.
-
-        The restore point goes into the service's labels in the same update that changes
-        its image. Raises DeployFailed when Swarm pauses or rolls back the update, when new
-        tasks crash-loop, or when `target.deploy_timeout` passes.
-        """
-        service = self._service()
-        if service is None:
-            progress(f"creating service {self.name} at {new.version}")
-            self._create(new)
-            self._wait(new, set(), None, progress, swarm_gave_up_is_failure=True)
-            return
-        labels = dict(service.attrs["Spec"].get("Labels") or {})
-        if restore_point is not None and MANAGED not in labels:
-            # A service Ferryman did not create: what runs now is the only known good.
-            labels |= _labels_for("stable.", restore_point)
-        labels |= {MANAGED: "true", f"{LABEL}.app": self.spec.app}
-        labels |= _labels_for("", new) | _labels_for("previous.", restore_point)
-        progress(f"updating service {self.name} to {new.version}")
-        self._move(service, new, labels, self._update_config(), progress,
-                   swarm_gave_up_is_failure=True)
-
-    def promote(self, new: Version) -> None:
-        """Record `new` as stable; a label-only update, so no task restarts."""
-        service = self._service()
-        if service is None:
-            raise TargetError(f"service {self.name} vanished before it could be promoted")
-        spec = service.attrs["Spec"]
-        labels = dict(spec.get("Labels") or {}) | _labels_for("stable.", new)
-        # The low-level call with the exact current spec: the SDK's Service.update re-reads
-        # the spec with defaults filled in (Resources={}, DNSConfig={}), which Swarm takes
-        # for a new task template and answers with a rolling restart of every replica.
+        spec = {**service.attrs["Spec"], **changes}
         self._call(
             lambda: self.client.api.update_service(
                 service.id,
                 service.version,
                 task_template=spec["TaskTemplate"],
                 name=spec["Name"],
-                labels=labels,
+                labels=spec.get("Labels"),
                 mode=spec.get("Mode"),
                 update_config=spec.get("UpdateConfig"),
                 rollback_config=spec.get("RollbackConfig"),
                 endpoint_spec=spec.get("EndpointSpec"),
             ),
-            "label the service as promoted",
+            doing,
         )
 
-    def rollback(self, to: Version | None, progress: Progress) -> None:
-        """Put the service back on `to` and wait until it runs; remove it if `to` is None."""
-        service = self._service()
+    def _relabel(self, labels: dict[str, str], doing: str) -> None:
+        """A label-only update of the stable service: no task restarts."""
+        service = self._service(Role.STABLE)
         if service is None:
-            if to is None:
-                return
-            raise TargetError(f"service {self.name} vanished; nothing to roll back")
-        if to is None:
-            progress(f"removing service {self.name}: no earlier version to restore")
-            self._call(service.remove, "remove the service")
+            raise TargetError(f"service {self.name} vanished; cannot {doing}")
+        self._update(service, doing, Labels=labels)
+
+    def _start(self, role: Role, service, gave_up_is_failure: bool = True) -> None:
+        """Remember what `role` looked like before a change (see `_Move`)."""
+        self._moves[role] = _Move(
+            tasks_before={t["ID"] for t in self._tasks(service)} if service else set(),
+            stale_update=_update_started(service) if service else None,
+            deadline=self.clock() + self.spec.target.deploy_timeout,
+            gave_up_is_failure=gave_up_is_failure,
+        )
+
+    def begin(self, mark: InFlight, restore_point: Version | None) -> None:
+        """Label the stable service with the release's mark and its restore point."""
+        release = {f"{RELEASE}.run": mark.run_id, f"{RELEASE}.version": mark.version,
+                   f"{RELEASE}.started": mark.started}
+        service = self._service(Role.STABLE)
+        if service is None:  # a first install: the mark goes on with the new service
+            self._pending_mark = release
             return
-        labels = dict(service.attrs["Spec"].get("Labels") or {}) | _labels_for("", to)
+        labels = dict(service.attrs["Spec"].get("Labels") or {})
+        if restore_point is not None and MANAGED not in labels:
+            # A service Ferryman did not create: what runs now is the only known good.
+            labels |= _version_labels("stable.", restore_point)
+        labels |= {MANAGED: "true", f"{LABEL}.app": self.spec.app}
+        labels |= _version_labels("previous.", restore_point) | release
+        self._update(service, "mark the service with the release in flight", Labels=labels)
+
+    def run(
+        self, role: Role, version: Version, replicas: int, progress: Progress,
+        wait: bool = True,
+    ) -> None:
+        """Create the role's service or move it to `version`; the stable one with the stack
+        file's update_config (the platform's rolling update), the others all at once."""
+        name = self.service_name(role)
+        service = self._service(role)
+        aliases = [self.name] if role is Role.CANARY else []
+        template = self._task_template(version.image, aliases)
+        config = self._update_config() if role is Role.STABLE else ALL_AT_ONCE
+        labels = {MANAGED: "true", f"{LABEL}.app": self.spec.app,
+                  f"{LABEL}.{TEMPLATE}": json.dumps(template, sort_keys=True)}
+        labels |= _version_labels("", version)
+        if role is not Role.STABLE:
+            labels[ROLE] = role.value
+        self._start(role, service)
+        if service is None:
+            progress(f"creating service {name} at {version.version} ({replicas} replicas)")
+            labels |= self._pending_mark if role is Role.STABLE else {}
+            self._call(
+                lambda: self.client.api.create_service(
+                    template, name=name, labels={**self.definition.service.deploy.labels,
+                                                 **labels},
+                    mode=ServiceMode("replicated", replicas=replicas),
+                    update_config=_docker_update_config(config),
+                    rollback_config=_docker_update_config(
+                        self.definition.service.deploy.rollback_config),
+                    endpoint_spec=self._endpoint(role),
+                ),
+                f"create service {name}",
+            )
+        else:
+            current = dict(service.attrs["Spec"].get("Labels") or {})
+            progress(f"updating service {name} to {version.version} ({replicas} replicas)")
+            self._update(
+                service, f"update service {name}",
+                TaskTemplate=template, Labels={**current, **labels},
+                Mode={"Replicated": {"Replicas": replicas}},
+                UpdateConfig=_docker_update_config(config),
+                EndpointSpec=self._endpoint(role),
+            )
+        if wait:
+            self.wait(role, version, progress)
+
+    def restore(self, to: Version, progress: Progress) -> None:
+        """Put the stable service back on `to` with the task template it was promoted with
+        (the stack file's definition if none is recorded), all replicas at once."""
+        service = self._service(Role.STABLE)
+        if service is None:
+            raise TargetError(f"service {self.name} vanished; nothing to restore")
+        labels = dict(service.attrs["Spec"].get("Labels") or {})
+        template = None
+        if _version_from(labels, "stable.") == to and f"{LABEL}.stable.{TEMPLATE}" in labels:
+            template = json.loads(labels[f"{LABEL}.stable.{TEMPLATE}"])
+        template = template or self._task_template(to.image, [])
+        labels |= _version_labels("", to) | {f"{LABEL}.{TEMPLATE}": json.dumps(template,
+                                                                               sort_keys=True)}
         progress(f"restoring service {self.name} to {to.version}")
         # The stack file's rollback_config (typically all at once): getting the known good
         # version back fast matters more than a gentle rollout. The next deploy sets the
         # update_config again.
-        self._move(service, to, labels, self.definition.deploy.rollback_config, progress,
-                   swarm_gave_up_is_failure=False)
+        self._start(Role.STABLE, service, gave_up_is_failure=False)
+        self._update(
+            service, f"restore service {self.name}",
+            TaskTemplate=template, Labels=labels,
+            Mode={"Replicated": {"Replicas": self.replicas}},
+            UpdateConfig=_docker_update_config(self.definition.service.deploy.rollback_config),
+        )
+        self.wait(Role.STABLE, to, progress)
 
-    def _wait(
-        self,
-        new: Version,
-        before: set[str],
-        stale_update: str | None,
-        progress: Progress,
-        swarm_gave_up_is_failure: bool,
-    ) -> None:
-        """Poll until every replica runs `new`. `before` holds the task IDs and
-        `stale_update` the UpdateStatus start time from before our change: an update
-        status left over from an earlier update (ours changed no task, say) is not ours."""
+    def scale(self, role: Role, replicas: int, progress: Progress) -> None:
+        """Set the role's replica count; the task template is left as it is (no restarts)."""
+        service = self._service(role)
+        if service is None:
+            raise TargetError(f"service {self.service_name(role)} does not exist; cannot scale")
+        workload = self._workload(role, service, self._tasks(service))
+        progress(f"scaling {self.service_name(role)} to {replicas} replicas")
+        self._start(role, service)
+        self._update(service, f"scale {self.service_name(role)}",
+                     Mode={"Replicated": {"Replicas": replicas}})
+        self.wait(role, workload.version, progress)
+
+    def set_app_address(self, role: Role, on: bool, progress: Progress) -> None:
+        """Give a role's service the app's address (a network alias) or take it away.
+
+        An alias is part of the task template, so Swarm replaces the tasks (new ones first,
+        all at once): there is no switch of a running task's address on Swarm.
+        """
+        service = self._service(role)
+        if service is None:
+            raise TargetError(f"service {self.service_name(role)} does not exist")
+        template = json.loads(json.dumps(service.attrs["Spec"]["TaskTemplate"]))
+        for network in template.get("Networks") or []:
+            aliases = [a for a in network.get("Aliases") or [] if a != self.name]
+            network["Aliases"] = aliases + [self.name] if on else aliases
+        workload = self._workload(role, service, self._tasks(service))
+        progress(f"{'adding' if on else 'removing'} the address {self.name} "
+                 f"{'to' if on else 'from'} {self.service_name(role)}")
+        self._start(role, service)
+        self._update(service, f"change the aliases of {self.service_name(role)}",
+                     TaskTemplate=template, UpdateConfig=_docker_update_config(ALL_AT_ONCE))
+        self.wait(role, workload.version, progress)
+
+    def remove(self, role: Role, progress: Progress) -> None:
+        """Remove the role's service and wait until its containers are gone (and with
+        them its addresses)."""
+        service = self._service(role)
+        if service is None:
+            return
+        progress(f"removing service {service.name}")
+        self._call(service.remove, f"remove service {service.name}")
         deadline = self.clock() + self.spec.target.deploy_timeout
+        while self._call(
+            lambda: self.client.containers.list(
+                filters={"label": f"com.docker.swarm.service.id={service.id}"}),
+            "list the service's containers",
+        ):
+            if self.clock() > deadline:
+                raise TargetError(f"the containers of {service.name} did not stop within "
+                                  f"{self.spec.target.deploy_timeout:g}s")
+            time.sleep(self.poll_seconds)
+
+    def finish(self, stable: Version | None) -> None:
+        """Clear the release's mark; with `stable`, record it (and its task template) as the
+        stable version. A label-only update: no task restarts."""
+        service = self._service(Role.STABLE)
+        if service is None:
+            return
+        labels = {k: v for k, v in (service.attrs["Spec"].get("Labels") or {}).items()
+                  if not k.startswith(f"{RELEASE}.")}
+        if stable is not None:
+            labels |= _version_labels("stable.", stable)
+            template = labels.get(f"{LABEL}.{TEMPLATE}")
+            if template:
+                labels[f"{LABEL}.stable.{TEMPLATE}"] = template
+        self._update(service, "record the release's end on the service", Labels=labels)
+
+    # -- following a change ----------------------------------------------------------------
+
+    def watch(self, role: Role, version: Version) -> Workload:
+        """One look at a role moving to `version`; raises DeployFailed when it cannot get
+        there (Swarm gave up, a crash loop, the deploy timeout)."""
+        name = self.service_name(role)
+        move = self._moves.get(role) or _Move(set(), None, self.clock() + 1e9, True)
+        service = self._service(role)
+        if service is None:
+            raise DeployFailed(f"service {name} was removed while deploying")
+        update = service.attrs.get("UpdateStatus") or {}
+        state = update.get("State") if update.get("StartedAt") != move.stale_update else None
+        if move.gave_up_is_failure and state in SWARM_GAVE_UP:
+            raise DeployFailed(
+                f"Swarm {state.replace('_', ' ')} the update of {name} to {version.version}: "
+                f"{update.get('Message', 'no message')}"
+            )
+        tasks = self._tasks(service)
+        crashed = [
+            t for t in tasks
+            if t["ID"] not in move.tasks_before
+            and t["Spec"]["ContainerSpec"]["Image"] == version.image
+            and t["Status"]["State"] in ("failed", "rejected")
+        ]
+        if len(crashed) >= CRASH_LOOP_FAILURES:
+            reason = crashed[-1]["Status"].get("Err") or crashed[-1]["Status"]["Message"]
+            raise DeployFailed(
+                f"{len(crashed)} tasks of {version.version} failed to start (last: {reason})"
+            )
+        workload = self._workload(role, service, tasks)
+        if self.clock() > move.deadline:
+            raise DeployFailed(
+                f"{name} did not reach {version.version} within "
+                f"{self.spec.target.deploy_timeout:g}s: {workload.ready}/{workload.desired} "
+                "tasks running it"
+            )
+        return workload
+
+    def _converged(self, role: Role, workload: Workload) -> bool:
+        service = self._service(role)
+        tasks = self._tasks(service)
+        state = (service.attrs.get("UpdateStatus") or {}).get("State")
+        stale = self._moves.get(role)
+        if stale and _update_started(service) == stale.stale_update:
+            state = None
+        # Tasks on their way out still answer until their containers stop.
+        serving = [t for t in tasks if t["Status"]["State"] == "running"]
+        return (workload.ready >= workload.desired and len(serving) == workload.ready
+                and state not in ("updating", "rollback_started"))
+
+    def wait(self, role: Role, version: Version, progress: Progress, ready: int = 0) -> None:
+        """Poll until `ready` replicas (0: every replica, and nothing else) run `version`."""
         last_line = ""
         while True:
-            service = self._service()
-            if service is None:
-                raise DeployFailed(f"service {self.name} was removed while deploying")
-            update = service.attrs.get("UpdateStatus") or {}
-            ours = update.get("StartedAt") != stale_update
-            state = update.get("State") if ours else None
-            if swarm_gave_up_is_failure and state in SWARM_GAVE_UP:
-                raise DeployFailed(
-                    f"Swarm {state.replace('_', ' ')} the update to {new.version}: "
-                    f"{update.get('Message', 'no message')}"
-                )
-            tasks = self._tasks(service)
-            replicas = service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"]
-            live = [t for t in tasks if t["DesiredState"] == "running"]
-            on_new = [t for t in live if t["Spec"]["ContainerSpec"]["Image"] == new.image]
-            ready = [t for t in on_new if t["Status"]["State"] == "running"]
-            crashed = [
-                t for t in tasks
-                if t["ID"] not in before
-                and t["Spec"]["ContainerSpec"]["Image"] == new.image
-                and t["Status"]["State"] in ("failed", "rejected")
-            ]
-            if len(crashed) >= CRASH_LOOP_FAILURES:
-                reason = crashed[-1]["Status"].get("Err") or crashed[-1]["Status"]["Message"]
-                raise DeployFailed(
-                    f"{len(crashed)} tasks of {new.version} failed to start (last: {reason})"
-                )
-            updating = state in ("updating", "rollback_started")
-            if len(ready) >= replicas and len(live) == len(ready) and not updating:
-                progress(f"{self.name}: {len(ready)}/{replicas} tasks running {new.version}")
+            workload = self.watch(role, version)
+            line = (f"{self.service_name(role)}: {workload.ready}/{workload.desired} tasks "
+                    f"running {version.version}")
+            if ready and workload.ready >= ready:
+                progress(line)
                 return
-            line = f"{self.name}: {len(ready)}/{replicas} tasks running {new.version}" + (
-                f" (update {state})" if state else ""
-            )
+            if not ready and self._converged(role, workload):
+                progress(line)
+                return
             if line != last_line:
                 progress(line)
                 last_line = line
-            if self.clock() > deadline:
-                raise DeployFailed(
-                    f"{new.version} did not converge within {self.spec.target.deploy_timeout:g}s: "
-                    f"{len(ready)}/{replicas} tasks running"
-                )
             time.sleep(self.poll_seconds)
 
 

@@ -72,13 +72,27 @@ def test_rolls_back_past_consecutive_error_limit():
 
 def test_a_success_resets_the_consecutive_error_run():
     phases = (E, E, E, E, S, E, E, E, E, S)
-    assert decide(series("errors", *phases), policy(count=10)).verdict is Verdict.PROMOTE
+    assert decide(series("errors", *phases), policy(count=2)).verdict is Verdict.PROMOTE
+
+
+def test_errors_do_not_count_toward_count():
+    # As in Argo Rollouts: four errors and one success are one measurement, not five.
+    d = decide(series("errors", E, E, E, E, S), policy(count=5))
+    assert d.verdict is Verdict.CONTINUE
+    d = decide(series("errors", E, E, E, E, S, S, S, S, S), policy(count=5))
+    assert d.verdict is Verdict.PROMOTE
 
 
 def test_an_analysis_where_every_measurement_errored_is_not_successful():
-    # argo-rollouts #4479: errors within the limit must not add up to a pass.
-    d = decide(series("errors", E, E, E), policy(count=3))
-    assert d.verdict is Verdict.ROLLBACK and "no successful measurement" in d.reason
+    # argo-rollouts #4479: errors must never add up to a pass, however many there are.
+    assert decide(series("errors", E, E, E, E), policy(count=3)).verdict is Verdict.CONTINUE
+    d = decide(series("errors", E, E, E, E, E), policy(count=3))
+    assert d.verdict is Verdict.ROLLBACK and "consecutive errors" in d.reason
+    assert d.unmeasured
+
+
+def test_a_verdict_from_measurements_is_not_unmeasured():
+    assert not decide(series("errors", S, F), policy()).unmeasured
 
 
 def test_zero_consecutive_error_limit_rolls_back_on_first_error():

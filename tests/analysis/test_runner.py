@@ -77,16 +77,36 @@ def test_stops_at_the_first_failing_measurement():
     assert len(result.measurements) == 2 and len(provider.answers) == 1
 
 
-def test_provider_errors_become_error_measurements():
-    result, _, _ = run([ProviderError("Prometheus unreachable"), 0.0, 0.0])
+def test_provider_errors_become_error_measurements_and_add_a_round():
+    result, _, clock = run([ProviderError("Prometheus unreachable"), 0.0, 0.0, 0.0])
     first = result.measurements[0]
     assert first.phase is Phase.ERROR and "unreachable" in first.message
+    assert len(result.measurements) == 4 and clock.slept == [10, 5, 5, 5]
     assert result.decision.verdict is Verdict.PROMOTE
 
 
-def test_all_errors_never_promote():
-    result, _, _ = run([ProviderError("down")] * 3)
-    assert result.decision.verdict is Verdict.ROLLBACK
+def test_prometheus_down_for_the_whole_analysis_rolls_back_unmeasured():
+    result, provider, _ = run([ProviderError("down")] * 5)
+    assert result.decision.verdict is Verdict.ROLLBACK and result.decision.unmeasured
+    assert provider.answers == []
+
+
+def test_watch_stops_the_analysis_between_rounds():
+    from tasks.analysis.decision import Decision
+
+    clock = Clock()
+    looks = []
+
+    def watch():
+        looks.append(clock.t)
+        return Decision(Verdict.ROLLBACK, "deploy failed") if clock.t >= 12 else None
+
+    result = run_analysis(spec(), VARS, Scripted([0.0, 0.0, 0.0]), sleep=clock.sleep,
+                          clock=clock, now=lambda: datetime.fromtimestamp(clock.t, UTC),
+                          watch=watch)
+    assert result.decision.reason == "deploy failed"
+    # Watched every second while waiting, not only at the rounds (10 s, 15 s).
+    assert len(result.measurements) == 1 and looks[:3] == [0, 1, 2] and clock.t == 12
 
 
 def test_no_data_is_inconclusive_and_rolls_back_by_default():

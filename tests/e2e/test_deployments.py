@@ -16,7 +16,7 @@ def test_deployment_run_is_executed_by_the_worker_and_promoted():
     version = f"1.5.0-d{int(time.time()) % 1_000_000}"
     run = run_deployment(
         "release/manual",
-        parameters={"spec_path": "deployments/demo/release.yaml", "version": version},
+        parameters={"app": "demo", "version": version},
         timeout=600,
     )
     assert run.state is not None and run.state.is_completed(), run.state

@@ -47,12 +47,13 @@ def test_inconclusive_analysis_pauses_and_a_persons_rollback_is_obeyed(tmp_path)
     paused = start_release(version, "DISABLE_METRICS=1", spec=str(pausing_spec(tmp_path)))
     try:
         run = paused_run_named(f"demo {stable} -> {version}")
-        resume_flow_run(run.id, run_input={"promote": False, "comment": "no metrics, no go"})
+        resume_flow_run(run.id, run_input={"decision": "roll back",
+                                           "comment": "no metrics, no go", "by": "the test"})
         out, err = paused.communicate(timeout=300)
     finally:
         paused.kill()
     assert paused.returncode == 3, err[-2000:]
     record = record_of(out, err)
     assert record["outcome"] == "rolled_back"
-    assert record["reason"].startswith("rolled back by a person after:")
-    assert "no metrics, no go" in record["reason"]
+    assert record["reason"].startswith("inconclusive analysis (")
+    assert "rejected by the test (no metrics, no go)" in record["reason"]

@@ -22,8 +22,9 @@ import pytest
 import yaml
 
 from tasks.errors import DeployFailed, TargetError
+from tasks.routers.swarm import SwarmRouter
 from tasks.spec import ReleaseSpec, parse_spec
-from tasks.targets import get_target
+from tasks.targets import InFlight, Role, get_target
 from tasks.targets.base import Version
 from tasks.targets.swarm import SwarmTarget
 
@@ -109,10 +110,14 @@ def service_name(docker_client, created_services):
         docker_client.services.get(name).remove()
 
 
-def write_spec(tmp_path: Path, name: str, **target: object) -> ReleaseSpec:
+def write_spec(tmp_path: Path, name: str, service_changes: dict | None = None,
+               stack_secrets: dict | None = None, **target: object) -> ReleaseSpec:
     """The demo's release spec and stack file, renamed to `name` and made faster."""
     stack = yaml.safe_load((DEMO / "stack.yml").read_text())
+    if stack_secrets:
+        stack["secrets"] = stack_secrets
     service = stack["services"].pop("demo")
+    service.update(service_changes or {})
     service["environment"]["APP"] = name
     service["stop_grace_period"] = "2s"
     service["deploy"]["replicas"] = REPLICAS
@@ -123,22 +128,23 @@ def write_spec(tmp_path: Path, name: str, **target: object) -> ReleaseSpec:
 
     data = yaml.safe_load((DEMO / "release.yaml").read_text())
     data["app"] = name
-    data["target"].update(
-        service=name,
-        stack_file=str(stack_file),
-        deploy_timeout="60s",
+    data["target"].update({
+        "service": name,
+        "stack_file": str(stack_file),
+        "deploy_timeout": "60s",
         # Through the spec's override rather than the stack file, so the merge is exercised.
-        update_config={"monitor": "2s", "delay": "0s", **target.pop("update_config", {})},
+        "update_config": {"monitor": "2s", "delay": "0s", **target.pop("update_config", {})},
         **target,
-    )
+    })
     return parse_spec(data, DEMO, "test")
 
 
 @pytest.fixture
 def make_target(tmp_path, service_name, docker_client) -> Callable[..., SwarmTarget]:
-    def make(**target: object) -> SwarmTarget:
+    def make(service_changes: dict | None = None, stack_secrets: dict | None = None,
+             **target: object) -> SwarmTarget:
         kwargs = {k: target.pop(k) for k in ("clock",) if k in target}
-        spec = write_spec(tmp_path, service_name, **target)
+        spec = write_spec(tmp_path, service_name, service_changes, stack_secrets, **target)
         return SwarmTarget(spec, auth=None, client=docker_client, poll_seconds=0.5, **kwargs)
 
     return make
@@ -154,6 +160,16 @@ class Lines(list):
 
     def __call__(self, line: str) -> None:
         self.append(line)
+
+
+MARK = InFlight("test-run", "next", "2026-11-27T00:00:00+00:00")
+
+
+def deploy(target: SwarmTarget, new: Version, restore_point: Version | None,
+           progress: Lines | None = None) -> None:
+    """What a rolling release does to the stable service: mark it, then move it."""
+    target.begin(MARK, restore_point)
+    target.run(Role.STABLE, new, target.replicas, progress if progress is not None else Lines())
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -229,15 +245,15 @@ def test_get_target_builds_a_swarm_target_for_the_specs_service(
 
     assert isinstance(target, SwarmTarget)
     assert target.name == service_name
-    assert target.networks == ["ferryman"]
+    assert target.definition.networks == ("ferryman",)
+    assert target.replicas == REPLICAS
     assert target.status().exists is False
 
 
-def test_promote_and_rollback_of_a_missing_service_raise_target_error(target, images):
+def test_finish_and_restore_of_a_missing_service(target, images):
+    target.finish(images["good"])  # nothing to record on: a no-op
     with pytest.raises(TargetError, match="vanished"):
-        target.promote(images["good"])
-    with pytest.raises(TargetError, match="vanished"):
-        target.rollback(images["good"], Lines())
+        target.restore(images["good"], Lines())
 
 
 def test_first_deploy_creates_service_running_the_version_with_no_stable(
@@ -247,7 +263,7 @@ def test_first_deploy_creates_service_running_the_version_with_no_stable(
     assert target.status().exists is False
     progress = Lines()
 
-    target.deploy(good, None, progress)
+    deploy(target, good, None, progress)
 
     status = target.status()
     assert status.exists
@@ -256,9 +272,10 @@ def test_first_deploy_creates_service_running_the_version_with_no_stable(
     assert status.restore_point() is None
     assert status.desired_replicas == REPLICAS
     assert status.running_replicas == REPLICAS
-    # deploy returned only once every replica ran the version.
+    assert status.in_flight == MARK  # a first install is marked with the new service
+    # run returned only once every replica ran the version.
     assert images_running(docker_client, service_name) == all_on(good)
-    assert progress[0] == f"creating service {service_name} at good"
+    assert progress[0] == f"creating service {service_name} at good ({REPLICAS} replicas)"
     assert progress[-1] == f"{service_name}: {REPLICAS}/{REPLICAS} tasks running good"
 
     spec = service_attrs(docker_client, service_name)["Spec"]
@@ -282,118 +299,148 @@ def test_deploy_records_restore_point_and_runs_new_version_on_every_replica(
     target, images, docker_client, service_name
 ):
     good, good2 = images["good"], images["good2"]
-    target.deploy(good, None, Lines())
+    deploy(target, good, None)
+    target.finish(good)
     progress = Lines()
 
-    target.deploy(good2, good, progress)
+    deploy(target, good2, good, progress)
 
     status = target.status()
     assert status.current == good2
-    assert status.previous == good
+    assert status.previous == good and status.stable == good
     assert status.running_replicas == REPLICAS
+    assert status.unjudged()
     assert images_running(docker_client, service_name) == all_on(good2)
     labels = service_attrs(docker_client, service_name)["Spec"]["Labels"]
     assert labels["ferryman.previous.version"] == "good"
     assert labels["ferryman.previous.image"] == good.image
-    assert progress[0] == f"updating service {service_name} to good2"
+    assert labels["ferryman.release.run"] == "test-run"
+    assert progress[0] == f"updating service {service_name} to good2 ({REPLICAS} replicas)"
     assert progress[-1] == f"{service_name}: {REPLICAS}/{REPLICAS} tasks running good2"
 
 
-def test_promote_after_a_deploy_sets_stable_without_restarting_tasks(
+def test_finish_sets_stable_and_clears_the_mark_without_restarting_tasks(
     target, images, docker_client, service_name
 ):
     good, good2 = images["good"], images["good2"]
-    target.deploy(good, None, Lines())
-    target.deploy(good2, good, Lines())
+    deploy(target, good, None)
+    target.finish(good)
+    deploy(target, good2, good)
     tasks_before = sorted(t["ID"] for t in all_tasks(docker_client, service_name))
     template_before = service_attrs(docker_client, service_name)["Spec"]["TaskTemplate"]
 
-    target.promote(good2)
+    target.finish(good2)
 
     status = target.status()
-    assert status.stable == good2
-    assert status.current == good2
+    assert status.stable == good2 and status.current == good2
+    assert status.in_flight is None and not status.unjudged()
     # The task template is what Swarm compares to decide on restarts: it must not change.
     assert service_attrs(docker_client, service_name)["Spec"]["TaskTemplate"] == template_before
     wait_until_no_update_runs(docker_client, service_name)
     assert sorted(t["ID"] for t in all_tasks(docker_client, service_name)) == tasks_before
 
 
-def test_promote_right_after_first_deploy_keeps_its_tasks(
-    target, images, docker_client, service_name
-):
-    good = images["good"]
-    target.deploy(good, None, Lines())
+def test_marking_a_release_restarts_nothing(target, images, docker_client, service_name):
+    deploy(target, images["good"], None)
+    target.finish(images["good"])
     tasks_before = sorted(t["ID"] for t in all_tasks(docker_client, service_name))
-    template_before = service_attrs(docker_client, service_name)["Spec"]["TaskTemplate"]
 
-    target.promote(good)
+    target.begin(MARK, images["good"])
 
-    assert target.status().stable == good
-    assert service_attrs(docker_client, service_name)["Spec"]["TaskTemplate"] == template_before
+    assert target.status().in_flight == MARK
     wait_until_no_update_runs(docker_client, service_name)
     assert sorted(t["ID"] for t in all_tasks(docker_client, service_name)) == tasks_before
 
 
-def test_rolls_back_to_recorded_version(target, images, docker_client, service_name):
+def test_restores_the_recorded_version_with_its_whole_definition(
+    make_target, tmp_path, images, docker_client, service_name
+):
+    """A release applies the stack file's whole service (an environment edit arrives with
+    it), and a rollback puts back the definition the stable version ran with."""
     good, good2 = images["good"], images["good2"]
-    target.deploy(good, None, Lines())
-    target.deploy(good2, good, Lines())
-    recorded = target.status().previous
-    assert recorded == good
+    target = make_target({"environment": {"GREETING": "old"}})
+    deploy(target, good, None)
+    target.finish(good)
+    edited = make_target({"environment": {"GREETING": "new"}})
+    deploy(edited, good2, good)
+    assert "GREETING=new" in container_env(docker_client, service_name)
     progress = Lines()
 
-    target.rollback(recorded, progress)
+    edited.restore(good, progress)
 
-    status = target.status()
-    assert status.current == good
-    assert status.running_replicas == REPLICAS
+    status = edited.status()
+    assert status.current == good and status.running_replicas == REPLICAS
     assert images_running(docker_client, service_name) == all_on(good)
+    assert "GREETING=old" in container_env(docker_client, service_name)
     assert progress[0] == f"restoring service {service_name} to good"
     # The rollback used the stack file's rollback_config: all replicas at once.
     assert service_attrs(docker_client, service_name)["Spec"]["UpdateConfig"]["Parallelism"] == 0
 
 
-def test_crashing_version_fails_deploy_when_swarm_rolls_back_by_itself(
-    make_target, images, docker_client, service_name
-):
-    target = make_target(update_config={"failure_action": "rollback"})
-    good, good2, crash = images["good"], images["good2"], images["crash"]
-    target.deploy(good, None, Lines())
-    target.deploy(good2, good, Lines())
-    target.promote(good2)
-    restore_point = target.status().restore_point()
-    assert restore_point == good2
-
-    with pytest.raises(DeployFailed, match=r"\bcrash\b"):
-        target.deploy(crash, restore_point, Lines())
-
-    # failure_action: rollback, so Swarm restores the spec by itself. With a restart policy
-    # it may leave a task too many (moby/moby#41804), hence `>=` here; the demo stack uses
-    # failure_action: pause for that reason (next test).
-    wait_until_settled(docker_client, service_name, good2)
-    assert runs_only(docker_client, service_name, good2), images_running(
-        docker_client, service_name
-    )
-    status = target.status()
-    assert status.running_replicas >= REPLICAS
-    assert status.stable == good2
-    assert status.restore_point() == good2
+def container_env(client, name: str) -> list[str]:
+    return service_attrs(client, name)["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
 
 
-def test_paused_update_fails_deploy_and_rollback_restores_exactly_the_stable_replicas(
+def test_a_healthcheck_gates_readiness(make_target, images, docker_client, service_name):
+    """A task counts only once its HEALTHCHECK passes, as Swarm counts it; one that never
+    passes never converges."""
+    healthy = {"healthcheck": {"test": ["CMD", "/demo-app", "-check"], "interval": "1s",
+                               "timeout": "1s", "retries": 2, "start_period": "1s"}}
+    target = make_target(healthy)
+    deploy(target, images["good"], None)
+    assert target.status().running_replicas == REPLICAS
+    spec = service_attrs(docker_client, service_name)["Spec"]["TaskTemplate"]["ContainerSpec"]
+    assert spec["Healthcheck"]["Test"] == ["CMD", "/demo-app", "-check"]
+
+    sick = make_target({"healthcheck": {**healthy["healthcheck"],
+                                        "test": ["CMD", "/no-such-binary"]}},
+                       deploy_timeout="25s")
+    with pytest.raises(DeployFailed, match="good2"):
+        deploy(sick, images["good2"], images["good"])
+
+
+def test_secrets_and_resources_reach_the_task(make_target, images, docker_client, service_name):
+    secret = docker_client.secrets.create(name=f"{service_name}-token", data=b"s3cret")
+    try:
+        target = make_target({
+            "secrets": [{"source": "token", "target": "token.txt", "mode": 0o400}],
+            "deploy": {**yaml.safe_load((DEMO / "stack.yml").read_text())["services"]["demo"]
+                       ["deploy"], "replicas": REPLICAS,
+                       "resources": {"limits": {"memory": "64M"}}},
+        }, stack_secrets={"token": {"external": True, "name": f"{service_name}-token"}})
+        deploy(target, images["good"], None)
+        task = service_attrs(docker_client, service_name)["Spec"]["TaskTemplate"]
+        [reference] = task["ContainerSpec"]["Secrets"]
+        assert reference["SecretID"] == secret.id and reference["File"]["Name"] == "token.txt"
+        assert task["Resources"]["Limits"]["MemoryBytes"] == 64 * 1024**2
+        assert target.status().running_replicas == REPLICAS
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.services.get(service_name).remove()
+        _wait_gone(docker_client, service_name)
+        secret.remove()
+
+
+def _wait_gone(client, name: str) -> None:
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline and client.api.containers(
+            all=True, filters={"label": f"com.docker.swarm.service.name={name}"}):
+        time.sleep(0.5)
+
+
+def test_paused_update_fails_deploy_and_restore_brings_back_exactly_the_stable_replicas(
     make_target, images, docker_client, service_name
 ):
     target = make_target(update_config={"failure_action": "pause"})
     good, crash = images["good"], images["crash"]
-    target.deploy(good, None, Lines())
-    target.promote(good)
+    deploy(target, good, None)
+    target.finish(good)
 
-    with pytest.raises(DeployFailed, match=r"Swarm paused the update to crash"):
-        target.deploy(crash, good, Lines())
+    with pytest.raises(DeployFailed, match=r"Swarm paused the update of .* to crash"):
+        deploy(target, crash, good)
     assert target.status().restore_point() == good
 
-    target.rollback(good, Lines())
+    target.restore(good, Lines())
 
     assert runs_only(docker_client, service_name, good), images_running(
         docker_client, service_name
@@ -403,27 +450,27 @@ def test_paused_update_fails_deploy_and_rollback_restores_exactly_the_stable_rep
     assert status.running_replicas == status.desired_replicas == REPLICAS
 
 
-def test_crash_loop_fails_deploy_naming_the_version_and_rollback_restores_stable(
+def test_crash_loop_fails_deploy_naming_the_version_and_restore_brings_back_stable(
     make_target, images, docker_client, service_name
 ):
     # failure_action: continue, so Swarm never gives up and only crash-loop detection stops it.
     target = make_target(update_config={"failure_action": "continue"})
     good, good2, crash = images["good"], images["good2"], images["crash"]
-    target.deploy(good, None, Lines())
-    target.deploy(good2, good, Lines())
-    target.promote(good2)
+    deploy(target, good, None)
+    target.finish(good)
+    deploy(target, good2, good)
+    target.finish(good2)
 
     with pytest.raises(DeployFailed, match=r"tasks of crash failed to start"):
-        target.deploy(crash, good2, Lines())
+        deploy(target, crash, good2)
 
     status = target.status()
     assert status.current == crash
     assert status.stable == good2 and status.previous == good2
     assert status.restore_point() == good2
 
-    target.rollback(status.restore_point(), Lines())
+    target.restore(status.restore_point(), Lines())
 
-    # rollback returned only once the stable version ran again, and nothing else runs.
     assert runs_only(docker_client, service_name, good2), images_running(
         docker_client, service_name
     )
@@ -432,27 +479,102 @@ def test_crash_loop_fails_deploy_naming_the_version_and_rollback_restores_stable
     assert status.running_replicas >= REPLICAS
 
 
+def test_watch_follows_a_rolling_update_and_sees_the_first_new_replica(
+    target, images, docker_client, service_name
+):
+    good, good2 = images["good"], images["good2"]
+    deploy(target, good, None)
+    target.finish(good)
+    target.begin(MARK, good)
+    target.run(Role.STABLE, good2, REPLICAS, Lines(), wait=False)
+
+    target.wait(Role.STABLE, good2, Lines(), ready=1)
+
+    assert target.watch(Role.STABLE, good2).ready >= 1
+    target.wait(Role.STABLE, good2, Lines())
+    assert images_running(docker_client, service_name) == all_on(good2)
+
+
 def test_deploy_that_does_not_converge_fails_after_deploy_timeout(make_target, images):
     # The clock jumps past the deadline after the first reading, so the first poll that
     # finds the service not converged ends the wait; the crashing image cannot converge.
     ticks = itertools.chain([0.0], itertools.repeat(1e9))
     target = make_target(clock=lambda: next(ticks))
 
-    with pytest.raises(DeployFailed, match=r"^crash did not converge within 60s: 0/2 tasks"):
-        target.deploy(images["crash"], None, Lines())
+    with pytest.raises(DeployFailed, match=r"did not reach crash within 60s: 0/2 tasks"):
+        deploy(target, images["crash"], None)
 
     assert target.status().exists
 
 
-def test_rollback_to_nothing_removes_the_service(target, images, docker_client, service_name):
-    target.deploy(images["good"], None, Lines())
+def test_removing_the_stable_service_of_a_first_install(
+    target, images, docker_client, service_name
+):
+    deploy(target, images["good"], None)
     progress = Lines()
 
-    target.rollback(None, progress)
+    target.remove(Role.STABLE, progress)
 
     assert target.status().exists is False
     with pytest.raises(docker.errors.NotFound):
         docker_client.services.get(service_name)
-    assert progress == [f"removing service {service_name}: no earlier version to restore"]
-    target.rollback(None, progress)  # nothing left to remove: a no-op, not an error
+    assert progress == [f"removing service {service_name}"]
+    target.remove(Role.STABLE, progress)  # nothing left to remove: a no-op, not an error
     assert target.status().exists is False
+
+
+# -- canary and preview services, and the router ------------------------------------------
+
+
+def test_canary_joins_the_apps_address_with_the_routers_share(
+    target, images, docker_client, service_name
+):
+    good, good2 = images["good"], images["good2"]
+    deploy(target, good, None)
+    target.finish(good)
+    router = SwarmRouter(target)
+    target.run(Role.CANARY, good2, 0, Lines())
+
+    share = router.set_weight(33, Lines())
+
+    assert share == pytest.approx(100 / 3)
+    canary = f"{service_name}-canary"
+    spec = service_attrs(docker_client, canary)["Spec"]
+    assert spec["Mode"]["Replicated"]["Replicas"] == 1
+    assert [n["Aliases"] for n in spec["TaskTemplate"]["Networks"]] == [[service_name]]
+    assert spec["Labels"]["ferryman.role"] == "canary"
+    status = target.status()
+    assert status.workload(Role.CANARY).ready == 1
+    assert status.workload(Role.CANARY).on_app_address
+    assert status.current == good and status.running_replicas == REPLICAS
+    target.remove(Role.CANARY, Lines())
+    assert target.status().workload(Role.CANARY) is None
+    _wait_gone(docker_client, canary)
+
+
+def test_switch_to_the_preview_and_back(target, images, docker_client, service_name):
+    good, good2 = images["good"], images["good2"]
+    deploy(target, good, None)
+    target.finish(good)
+    router = SwarmRouter(target)
+    target.run(Role.PREVIEW, good2, REPLICAS, Lines())
+    preview = f"{service_name}-preview"
+    assert not target.status().workload(Role.PREVIEW).on_app_address
+
+    router.switch(Role.PREVIEW, Lines())
+
+    status = target.status()
+    assert status.workload(Role.PREVIEW).on_app_address
+    assert status.workload(Role.PREVIEW).ready == REPLICAS
+    assert status.workload(Role.STABLE).desired == 0
+    assert not live_tasks(docker_client, service_name)
+    aliases = service_attrs(docker_client, preview)["Spec"]["TaskTemplate"]["Networks"]
+    assert [n["Aliases"] for n in aliases] == [[service_name]]
+
+    router.switch(Role.STABLE, Lines())
+
+    status = target.status()
+    assert status.running_replicas == REPLICAS and status.current == good
+    assert status.workload(Role.PREVIEW).desired == 0
+    target.remove(Role.PREVIEW, Lines())
+    _wait_gone(docker_client, preview)

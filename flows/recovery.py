@@ -1,0 +1,192 @@
+"""Leaving no app on an unjudged version: aborts, interrupted runs, and dead releases.
+
+- `abort_requested`: a running release looks, between its steps, for someone's abort
+  (`ferryman abort`, or Cancel in the Prefect UI) and restores the stable version.
+- `restore_after_interruption`: the release flow's on_cancellation / on_crashed hook, for
+  a run whose own code could not finish the job.
+- `recover`: an app whose stable workload still carries the mark of a release that is no
+  longer running is restored to its stable version and verified: by the next release of
+  the app, by `ferryman recover`, and by the `recover` flow the stack runs on a schedule
+  and on crashed runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from uuid import UUID
+
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.states import State
+
+from tasks.analysis.decision import Decision, Verdict
+from tasks.errors import FerrymanError
+from tasks.spec import ReleaseSpec
+from tasks.steps import run_logger
+from tasks.strategies.restore import Ending
+from tasks.targets import Target
+
+ABORT_TAG = "abort-requested"
+"""The tag `ferryman abort` puts on a running release; `aborted-by:<who>` beside it."""
+ABORTED_BY = "aborted-by:"
+LOOK_EVERY = 2.0
+"""Seconds between two looks at the Prefect API for an abort (a release asks each second)."""
+
+
+def abort_requested(run_id: UUID) -> Callable[[], str | None]:
+    """The `interrupted` check of a release run: who aborted it, or None.
+
+    An abort is the run's `abort-requested` tag (`ferryman abort`) or its state turning
+    Cancelling (Cancel in the Prefect UI). An API that does not answer is not an abort.
+    """
+    last = {"at": 0.0, "why": None}
+
+    def check() -> str | None:
+        if last["why"] is not None or time.monotonic() - last["at"] < LOOK_EVERY:
+            return last["why"]
+        last["at"] = time.monotonic()
+        try:
+            with get_client(sync_client=True) as client:
+                run = client.read_flow_run(run_id)
+        except Exception:  # the API being away must not stop a release by itself
+            return None
+        if ABORT_TAG in run.tags:
+            who = [t.removeprefix(ABORTED_BY) for t in run.tags if t.startswith(ABORTED_BY)]
+            last["why"] = f"by {who[0] if who else 'someone'} with ferryman abort"
+        elif run.state is not None and run.state.type is StateType.CANCELLING:
+            last["why"] = "cancelled in the Prefect UI or API"
+        return last["why"]
+
+    return check
+
+
+def request_abort(run_id: UUID, by: str) -> None:
+    """Ask a running release to stop and restore the stable version (`ferryman abort`)."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        client.update_flow_run(run_id, tags=sorted(set(run.tags) | {ABORT_TAG,
+                                                                    f"{ABORTED_BY}{by}"}))
+
+
+def recover(spec: ReleaseSpec, target: Target, why: str) -> Ending | None:
+    """Restore the app's stable version and verify it when a release left it unjudged;
+    returns how it ended, or None when there was nothing to do.
+
+    Only for releases that are no longer running: callers hold the app's lock.
+    """
+    from tasks.routers import get_router
+    from tasks.steps import Clock
+    from tasks.strategies.base import Release, call_task
+    from tasks.strategies.restore import restore_and_verify
+
+    status = target.status()
+    if not status.unjudged():
+        return None
+    mark = status.in_flight
+    to = status.restore_point()
+    left = f"release of {mark.version} (run {mark.run_id})" if mark else "an earlier release"
+    log = run_logger()
+    log.warning("%s left %s unjudged: restoring %s", left, spec.app,
+                to.version if to else "nothing (no stable version)")
+    release = Release(
+        spec=spec, target=target, router=get_router(target),
+        new=status.current or to, stable=to, person=nobody, step=call_task, clock=Clock(),
+    )
+    ending = restore_and_verify(release, Decision(Verdict.ROLLBACK, f"{why}: {left} did not "
+                                                  "finish"))
+    if mark is not None:
+        _crashed(mark.run_id, f"its process died; {spec.app} was restored by recovery")
+    return ending
+
+
+def nobody(question, approval) -> Decision:
+    """The `person` of a recovery or a rollback: nobody is asked, nothing is promoted."""
+    return Decision(Verdict.ROLLBACK, "nobody to ask")
+
+
+def _crashed(run_id: str, message: str) -> None:
+    """Mark a release run that died while Running (or Paused) as Crashed, so that the UI and
+    the triggers' newer-request check stop counting it as alive."""
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(run_id))
+            if run.state is not None and not run.state.is_final():
+                client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+    except (ValueError, Exception) as e:  # an unknown id, the API away: recovery goes on
+        run_logger().warning("could not mark run %s crashed: %s", run_id, e)
+
+
+def recover_if_unjudged(spec: ReleaseSpec, target: Target) -> str | None:
+    """First thing a release does under the app's lock: finish what a dead one left;
+    returns what was done, in words."""
+    try:
+        ending = recover(spec, target, "before this release")
+        return None if ending is None else f"{ending.outcome.value}: {ending.reason}"
+    except FerrymanError as e:
+        raise FerrymanError(f"{spec.app} was left unjudged by an earlier release and could "
+                            f"not be restored: {e}") from e
+
+
+def restore_after_interruption(flow, flow_run, state) -> None:
+    """on_cancellation / on_crashed hook of the release flow: a run killed before it could
+    restore by itself (a worker's SIGTERM past the grace period, a lost process)."""
+    from flows.triggers import spec_path_for
+    from tasks.registries import load_auth
+    from tasks.spec import load_spec
+    from tasks.targets import get_target
+
+    parameters = flow_run.parameters or {}
+    try:
+        spec = load_spec(spec_path_for(str(parameters.get("app") or ""),
+                                       str(parameters.get("spec_path") or "")))
+        target = get_target(spec, load_auth(spec.registry))
+        status = target.status()
+        if status.in_flight is not None and status.in_flight.run_id == str(flow_run.id):
+            recover(spec, target, f"the run was {state.name.lower()}")
+    except Exception as e:  # a hook must not raise; recovery will find the mark
+        run_logger().error("could not restore after the run was %s: %s", state.name, e)
+
+
+def active_release_of(app: str):
+    """The release run of `app` that runs or waits for a person now, or None."""
+    from flows.triggers import release_run_of
+
+    return release_run_of(app, [StateType.RUNNING, StateType.PAUSED])
+
+
+@flow(name="recover", log_prints=True)
+def recover_app(spec_path: str = "", app: str = "") -> State:
+    """Restore and verify the stable version of an app that a release left unjudged
+    (`ferryman recover`, and the stack's `recover` deployments)."""
+    from flows.locks import app_lock
+    from flows.release import StepClock, finish, measurement_records
+    from flows.reporting import label_run
+    from flows.triggers import spec_path_for
+    from tasks.registries import load_auth
+    from tasks.releases import Outcome, ReleaseResult
+    from tasks.spec import load_spec
+    from tasks.targets import get_target
+
+    steps = StepClock()
+    spec = load_spec(spec_path_for(app, spec_path))
+    with app_lock(spec.app):
+        target = get_target(spec, load_auth(spec.registry))
+        status = target.status()
+        current = status.current.version if status.current else "nothing"
+        label_run(spec, f"{spec.app} recovery", "recovery")
+        result = ReleaseResult(app=spec.app, version=current, strategy="recovery",
+                               outcome=Outcome.SKIPPED,
+                               reason=f"nothing to recover: {spec.app} runs {current}, judged")
+        ending = recover(spec, target, "recovery")
+        if ending is not None:
+            to = status.restore_point()
+            result.version = to.version if to else "none"
+            result.previous_version = current
+            result.outcome, result.reason = ending.outcome, ending.reason
+            result.rollback_measurements = measurement_records(
+                ending.restored, result.version, "restored")
+    return finish(spec, result, steps)
