@@ -160,7 +160,7 @@ class UpdateConfigSpec(_Spec):
     delay: Seconds | None = None
     failure_action: Literal["pause", "continue", "rollback"] | None = None
     monitor: Seconds | None = None
-    max_failure_ratio: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_failure_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     order: Literal["stop-first", "start-first"] | None = None
 
 
@@ -182,11 +182,16 @@ class SwarmTargetSpec(_Spec):
         return _existing(value, info, "stack file", is_dir=False)
 
 
+Bound = Annotated[float, Field(allow_inf_nan=False)]
+"""A threshold's end: NaN compares false with everything, so a NaN bound would judge any
+value as inside; infinity is what leaving the bound out already says."""
+
+
 class Threshold(_Spec):
     """The range a measured value must stay in, as Flagger's thresholdRange: min, max or both."""
 
-    min: float | None = None
-    max: float | None = None
+    min: Bound | None = None
+    max: Bound | None = None
 
     @model_validator(mode="after")
     def _one_bound_at_least(self) -> Threshold:
