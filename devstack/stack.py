@@ -74,6 +74,10 @@ class StackPaths:
         return self.root / "webhook" / "secret"
 
     @property
+    def dockerhub_token(self) -> Path:
+        return self.root / "webhook" / "dockerhub-token"
+
+    @property
     def prefect_home(self) -> Path:
         return self.root / "prefect"
 
@@ -112,8 +116,14 @@ def registry_password(paths: StackPaths) -> str:
 
 
 def webhook_secret(paths: StackPaths) -> str:
-    """The shared secret the registry sends to the webhook receiver."""
+    """The shared secret the registry sends to the webhook receiver (a bearer token)."""
     return _stored_secret(paths.webhook_secret)
+
+
+def dockerhub_token(paths: StackPaths) -> str:
+    """The receiver's Docker Hub token (`/hooks/dockerhub?token=`): a secret apart from the
+    registry's, since it travels in URLs."""
+    return _stored_secret(paths.dockerhub_token)
 
 
 # -- small helpers ------------------------------------------------------------------------
@@ -445,10 +455,12 @@ def ensure_receiver(paths: StackPaths, record: dict, say: Say) -> None:
         say(f"webhook receiver: up at {WEBHOOK}")
         return
     webhook_secret(paths)
+    dockerhub_token(paths)
     log = paths.logs / "webhook.log"
     _spawn(
         [str(Path(sys.executable).parent / "ferryman"), "webhook", "serve",
-         "--port", str(WEBHOOK_PORT), "--secret-file", str(paths.webhook_secret)],
+         "--port", str(WEBHOOK_PORT), "--secret-file", str(paths.webhook_secret),
+         "--dockerhub-token-file", str(paths.dockerhub_token)],
         log, record, "receiver", env={"PREFECT_API_URL": prefect_api_url()},
     )
     _wait_for("the webhook receiver", lambda: _http_status(health) == 200, 60, log)
