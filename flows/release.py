@@ -26,7 +26,14 @@ from prefect.states import Completed, Failed, State
 
 from flows.locks import app_lock
 from flows.reporting import emit, label_run, publish_artifacts, tag_run
-from flows.triggers import defer, digest_tag, newer_request, released_before, spec_path_for
+from flows.triggers import (
+    defer,
+    digest_tag,
+    newer_request,
+    released_before,
+    spec_path_for,
+    version_tag,
+)
 from tasks.analysis.decision import Decision, Verdict
 from tasks.analysis.runner import AnalysisResult
 from tasks.errors import DeployFailed, FerrymanError
@@ -267,11 +274,13 @@ def _skip_reason(spec: ReleaseSpec, request: Request, running: Version | None) -
     verdict = decide(spec.tag_policy, request.version, running.version if running else None)
     if not verdict.release:
         return verdict.reason
-    if request.digest is not None:
-        earlier = released_before(spec.app, request.digest)
-        if earlier is not None:
-            state = earlier.state.name if earlier.state else "unknown"
-            return f"{request.digest} was released before, by run {earlier.name} ({state})"
+    # Docker Hub sends no digest: then the version stands in for the image, so that a
+    # redelivery of a rolled-back tag does not release it again by itself.
+    earlier = released_before(spec.app, request.version, request.digest)
+    if earlier is not None:
+        state = earlier.state.name if earlier.state else "unknown"
+        image = request.digest or f"{request.version} (the sender gave no digest)"
+        return f"{image} was released before, by run {earlier.name} ({state})"
     return None
 
 
@@ -307,7 +316,7 @@ def _release(spec: ReleaseSpec, request: Request, steps: StepClock) -> State:
                 built = package(spec, version, request.build_args)
             with steps.step("push"):
                 pushed = push(spec, built, auth)
-        tag_run(digest_tag(pushed.digest))
+        tag_run(digest_tag(pushed.digest), version_tag(version))
         result.digest, result.image = pushed.digest, pushed.reference
         new = Version(version, pushed.reference)
         try:
