@@ -20,7 +20,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past float's range, as YAML reads 400 digits
+            seconds = math.inf
     elif isinstance(value, str):
         text = value.strip()
         try:

@@ -48,7 +48,11 @@ def _existing(value: Path, info: ValidationInfo, what: str, is_dir: bool) -> Pat
     if base is not None and not value.is_absolute():
         value = Path(base) / value
     value = value.resolve()
-    if not (value.is_dir() if is_dir else value.is_file()):
+    try:
+        found = value.is_dir() if is_dir else value.is_file()
+    except OSError as e:  # e.g. a name too long: pathlib re-raises all but "not there"
+        raise ValueError(f"{what} {str(value)[:200]!r}: {e.strerror}") from None
+    if not found:
         raise ValueError(f"{what} {value} {'is not a directory' if is_dir else 'does not exist'}")
     return value
 
@@ -68,8 +72,12 @@ class ImageSpec(_Spec):
 
     @model_validator(mode="after")
     def _dockerfile_exists(self) -> ImageSpec:
-        if not (self.context / self.dockerfile).is_file():
-            raise ValueError(f"no Dockerfile {self.dockerfile!r} in {self.context}")
+        try:
+            found = (self.context / self.dockerfile).is_file()
+        except (OSError, ValueError):  # a name too long, a NUL byte
+            found = False
+        if not found:
+            raise ValueError(f"no Dockerfile {self.dockerfile[:200]!r} in {self.context}")
         return self
 
 
@@ -297,6 +305,9 @@ def validate_digest(digest: str) -> str:
     return digest
 
 
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
 def format_validation_error(error: ValidationError, source: str) -> str:
     """One line per problem, each naming the field path, e.g. `analysis.metrics[0].query`."""
     lines = [f"{source}: invalid release spec"]
@@ -306,7 +317,12 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         if loc[:1] == ("registry",) and len(loc) > 1 and loc[1] in REGISTRY_KINDS:
             loc = loc[:1] + loc[2:]  # pydantic names the union member; the user wrote no such key
         for part in loc:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif not _KEY.fullmatch(str(part)):  # a stray key with spaces, dots, newlines...
+                path += f"[{str(part)!r}]"
+            else:
+                path += f".{part}" if path else str(part)
         message = problem["msg"].removeprefix("Value error, ")
         lines.append(f"  {path or '(top level)'}: {message}")
     return "\n".join(lines)
@@ -315,7 +331,8 @@ def format_validation_error(error: ValidationError, source: str) -> str:
 def parse_spec(data: object, base_dir: Path, source: str = "<spec>") -> ReleaseSpec:
     """Validate already-parsed YAML; relative paths are taken from `base_dir`."""
     if not isinstance(data, dict):
-        raise SpecError(f"{source}: a release spec is a YAML mapping, got {type(data).__name__}")
+        raise SpecError(f"{source}: invalid release spec\n  (top level): a release spec is a "
+                        f"YAML mapping, got {type(data).__name__}")
     try:
         spec = ReleaseSpec.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as e:
@@ -324,7 +341,10 @@ def parse_spec(data: object, base_dir: Path, source: str = "<spec>") -> ReleaseS
     # must fail here, not half-way through a deploy.
     from tasks.targets import validate_target
 
-    validate_target(spec)
+    try:
+        validate_target(spec)
+    except SpecError as e:
+        raise SpecError(f"{source}: invalid release spec\n  target: {e}") from None
     return spec
 
 
