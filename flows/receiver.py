@@ -44,7 +44,15 @@ from pathlib import Path
 
 from flows import SPECS
 from flows.pushed import EVENT, emit_pushed, event_id, running_version
-from flows.webhook_http import Answer, Headers, Limits, Request, WebhookServer, Work
+from flows.webhook_http import (
+    Answer,
+    Headers,
+    Limits,
+    Request,
+    WebhookServer,
+    Work,
+    limits_for_this_process,
+)
 from tasks.errors import EventNotSentError, FerrymanError, SpecError
 from tasks.spec import ReleaseSpec, load_spec, spec_files
 from tasks.tag_policy import decide
@@ -299,7 +307,7 @@ def serve(host: str, port: int, secret: str, specs: str | None = None,
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     receiver = Receiver(secret, Path(specs) if specs else SPECS,
                         dockerhub_token=dockerhub_token)
-    server = make_server(host, port, receiver)
+    server = make_server(host, port, receiver, limits_for_this_process(Limits()))
     endpoints = [p for p, e in ENDPOINTS.items() if dockerhub_token or not e.url_token]
     log.info("webhook receiver on http://%s:%d (%s)", host, server.server_address[1],
              ", ".join(endpoints))

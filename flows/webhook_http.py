@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
+import resource
 import socket
 import threading
 import time
@@ -176,8 +178,7 @@ def body_length(method: str, headers: Headers, max_body: int) -> int:
     return int(length)
 
 
-def response(status: int, answer: dict, headers: dict[str, str] | None = None,
-             body: bool = True) -> bytes:
+def response(status: int, answer: dict, headers: dict[str, str] | None = None) -> bytes:
     """An HTTP/1.1 answer with a JSON body, closing the connection."""
     data = json.dumps(answer).encode()
     lines = [
@@ -188,7 +189,26 @@ def response(status: int, answer: dict, headers: dict[str, str] | None = None,
         "Connection: close",
         *(f"{k}: {v}" for k, v in (headers or {}).items()),
     ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (data if body else b"")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data
+
+
+def limits_for_this_process(limits: Limits) -> Limits:
+    """`limits` with no more connections than this process may open files.
+
+    Past its file limit, asyncio's accept fails and logs the error with a traceback, and
+    stops accepting for a second: raise the soft limit as far as the hard one allows, and
+    keep the connection limit under it, with room for the workers' own sockets and files.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = limits.connections + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return limits
+    return dataclasses.replace(limits, connections=max(16, soft - 256))
 
 
 class _Connection:

@@ -11,7 +11,13 @@ import time
 
 import pytest
 
-from flows.webhook_http import MAX_HEAD, Limits, Request, WebhookServer
+from flows.webhook_http import (
+    MAX_HEAD,
+    Limits,
+    Request,
+    WebhookServer,
+    limits_for_this_process,
+)
 
 FAST = Limits(idle_timeout=1.0, read_timeout=2.0, max_body=1000)
 
@@ -290,3 +296,14 @@ def test_shutdown_with_open_connections_returns(start):
     assert time.monotonic() - started < 5
     for s in idle:
         s.close()
+
+
+def test_connection_limit_stays_under_the_file_limit(monkeypatch):
+    """Past its file limit asyncio's accept logs a traceback and stops for a second."""
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 1024))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: None)
+    assert limits_for_this_process(Limits(connections=1024)).connections == 768
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 65536))
+    assert limits_for_this_process(Limits(connections=1024)).connections == 1024
