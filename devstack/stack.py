@@ -74,6 +74,10 @@ class StackPaths:
         return self.root / "webhook" / "secret"
 
     @property
+    def dockerhub_token(self) -> Path:
+        return self.root / "webhook" / "dockerhub-token"
+
+    @property
     def prefect_home(self) -> Path:
         return self.root / "prefect"
 
@@ -112,8 +116,14 @@ def registry_password(paths: StackPaths) -> str:
 
 
 def webhook_secret(paths: StackPaths) -> str:
-    """The shared secret the registry sends to the webhook receiver."""
+    """The shared secret the registry sends to the webhook receiver (a bearer token)."""
     return _stored_secret(paths.webhook_secret)
+
+
+def dockerhub_token(paths: StackPaths) -> str:
+    """The receiver's Docker Hub token (`/hooks/dockerhub?token=`): a secret apart from the
+    registry's, since it travels in URLs."""
+    return _stored_secret(paths.dockerhub_token)
 
 
 # -- small helpers ------------------------------------------------------------------------
@@ -142,43 +152,109 @@ def _wait_for(what: str, check: Callable[[], bool], timeout: float, log: Path | 
     raise StackError(f"{what} did not come up within {timeout:.0f}s{hint}")
 
 
-def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> int:
-    """Start a host process in its own session (so `down` can stop its whole group)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+def _private_log(log: Path) -> int:
+    """Open `log` for appending, readable by root only, in a folder only root can enter:
+    what the stack's programs print may name a secret (a URL token, a header)."""
+    log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log.parent.chmod(0o700)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # a log an older `up` made with the umask's mode
+    return fd
+
+
+def _spawn(args: list[str], log: Path, record: dict, name: str,
+           env: dict[str, str] | None = None) -> int:
+    """Start a host process in its own session (so `down` can stop its whole group), and
+    record it as `name`: its pid and its start time, so that `down` stops that process and
+    never another that got the same pid later."""
+    fd = _private_log(log)
+    try:
         process = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            args, stdout=fd, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env={**os.environ, **(env or {})},
         )
+    finally:
+        os.close(fd)
+    record[f"{name}_pid"] = process.pid
+    record[f"{name}_started"] = _start_time(process.pid)
     return process.pid
 
 
-def _alive(pid: int | None) -> bool:
+_PROGRAMS = {
+    "dockerd": "dockerd", "prefect": "prefect", "worker": "prefect",
+    "registry": "docker-registry", "receiver": "ferryman",
+}
+"""What each recorded process runs: how a record written before start times were recorded
+is still checked (its command line must name the program)."""
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (the state) on; None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+
+
+def _start_time(pid: int) -> int | None:
+    """When `pid` started, in clock ticks after boot (field 22 of /proc/<pid>/stat)."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def _alive(record: dict, name: str) -> bool:
+    """Whether the process `up` recorded as `name` still runs, and is that same process.
+
+    A pid is reused once its process is gone: the start time recorded at spawn (or, for an
+    older record, the program in its command line) tells a recycled pid apart.
+    """
+    pid = record.get(f"{name}_pid")
     if not pid:
         return False
+    fields = _stat(pid)
+    if fields is None or fields[0] == "Z":  # a zombie is not alive
+        return False
+    started = record.get(f"{name}_started")
+    if started is not None:
+        return int(fields[19]) == started
     try:
-        os.kill(pid, 0)
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    try:  # a zombie is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
+    # A script's argv[0] is its interpreter: the program is the first or second word.
+    return _PROGRAMS.get(name, name) in {Path(a.decode(errors="replace")).name for a in argv[:2]}
 
 
-def _stop(pid: int | None, name: str, say: Say, grace: float = 20.0) -> None:
-    if not _alive(pid):
-        return
+def _signal_group(pid: int, sig: int) -> None:
     try:
-        os.killpg(pid, signal.SIGTERM)
-    except OSError:
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    say(f"{name}: stopped (pid {pid})")
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _stop(record: dict, name: str, say: Say, grace: float = 20.0) -> None:
+    """Stop the process `up` recorded as `name` (and its group), and forget it.
+
+    A recorded pid that now belongs to another process is left alone.
+    """
+    pid = record.get(f"{name}_pid")
+    if not pid:
+        return
+    if not _alive(record, name):
+        if _stat(pid) is not None:
+            say(f"{name}: pid {pid} is another process now: left alone")
+    else:
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while _alive(record, name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(record, name):
+            _signal_group(pid, signal.SIGKILL)
+        say(f"{name}: stopped (pid {pid})")
+    record.pop(f"{name}_pid", None)
+    record.pop(f"{name}_started", None)
 
 
 def _need(binary: str) -> str:
@@ -218,7 +294,7 @@ def ensure_dockerd(paths: StackPaths, record: dict, say: Say) -> docker.DockerCl
         return client
     dockerd = _need("dockerd")
     log = paths.logs / "dockerd.log"
-    record["dockerd_pid"] = _spawn([dockerd], log)
+    _spawn([dockerd], log, record, "dockerd")
     _wait_for("dockerd", lambda: _docker() is not None, 60, log)
     say(f"dockerd: started (pid {record['dockerd_pid']}, log {log})")
     return _docker()
@@ -251,10 +327,10 @@ def ensure_prefect(paths: StackPaths, record: dict, say: Say) -> None:
         return
     paths.prefect_home.mkdir(parents=True, exist_ok=True)
     log = paths.logs / "prefect.log"
-    record["prefect_pid"] = _spawn(
+    _spawn(
         [str(Path(sys.executable).parent / "prefect"), "server", "start",
          "--host", "127.0.0.1", "--port", str(PREFECT_PORT)],
-        log,
+        log, record, "prefect",
         env={
             "PREFECT_HOME": str(paths.prefect_home),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -295,15 +371,16 @@ def ensure_deployments(paths: StackPaths, record: dict, say: Say) -> None:
         raise StackError(f"prefect deploy failed:\n{output}")
     count = len(yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"])
     say(f"deployments: the {count} of prefect.yaml applied (`prefect deployment ls` lists them)")
-    if _alive(record.get("worker_pid")):
+    if _alive(record, "worker"):
         say(f"worker: running on pool {WORK_POOL} (pid {record['worker_pid']})")
         return
     log = paths.logs / "worker.log"
-    record["worker_pid"] = _spawn(
+    _spawn(
         _prefect_cli("worker", "start", "--pool", WORK_POOL, "--type", "process"),
         # Poll every 2 s (default 10) so a pushed tag's release starts within seconds.
-        log, env={"PREFECT_API_URL": prefect_api_url(), "FERRYMAN_ROOT": str(ROOT),
-                  "PREFECT_WORKER_QUERY_SECONDS": "2"},
+        log, record, "worker",
+        env={"PREFECT_API_URL": prefect_api_url(), "FERRYMAN_ROOT": str(ROOT),
+             "PREFECT_WORKER_QUERY_SECONDS": "2"},
     )
     say(f"worker: started on pool {WORK_POOL} (pid {record['worker_pid']}, log {log})")
 
@@ -312,7 +389,9 @@ def registry_config(paths: StackPaths) -> dict:
     """The registry's configuration: htpasswd auth, and notifications to the receiver."""
     return {
         "version": 0.1,
-        "log": {"level": "info", "formatter": "text"},
+        # At info the registry logs each notification endpoint with its headers, i.e. the
+        # webhook secret; warn keeps its errors (the request log is written either way).
+        "log": {"level": "warn", "formatter": "text"},
         "storage": {
             "filesystem": {"rootdirectory": str(paths.registry / "data")},
             "delete": {"enabled": True},
@@ -345,11 +424,12 @@ def ensure_registry(paths: StackPaths, record: dict, say: Say) -> None:
                 "where it was started) and run `up` again"
             )
         current = config_file.read_text() if config_file.exists() else ""
-        if current == wanted or not _alive(record.get("registry_pid")):
+        if current == wanted or not _alive(record, "registry"):
             say(f"registry: up at {REGISTRY}")
             return
         # Started by an earlier `up` with another configuration (e.g. no notifications).
-        _stop(record.pop("registry_pid"), "registry (configuration changed)", say)
+        say("registry: its configuration changed: restarting it")
+        _stop(record, "registry", say)
     registry = _need("docker-registry")
     htpasswd = _need("htpasswd")
     password = registry_password(paths)
@@ -362,7 +442,7 @@ def ensure_registry(paths: StackPaths, record: dict, say: Say) -> None:
     config_file.touch(mode=0o600)
     config_file.write_text(wanted)
     log = paths.logs / "registry.log"
-    record["registry_pid"] = _spawn([registry, "serve", str(config_file)], log)
+    _spawn([registry, "serve", str(config_file)], log, record, "registry")
     _wait_for("the registry", lambda: _http_status(url) in (200, 401), 30, log)
     say(f"registry: started at {REGISTRY} (pid {record['registry_pid']}, htpasswd auth, "
         f"notifying {WEBHOOK})")
@@ -375,11 +455,13 @@ def ensure_receiver(paths: StackPaths, record: dict, say: Say) -> None:
         say(f"webhook receiver: up at {WEBHOOK}")
         return
     webhook_secret(paths)
+    dockerhub_token(paths)
     log = paths.logs / "webhook.log"
-    record["receiver_pid"] = _spawn(
+    _spawn(
         [str(Path(sys.executable).parent / "ferryman"), "webhook", "serve",
-         "--port", str(WEBHOOK_PORT), "--secret-file", str(paths.webhook_secret)],
-        log, env={"PREFECT_API_URL": prefect_api_url()},
+         "--port", str(WEBHOOK_PORT), "--secret-file", str(paths.webhook_secret),
+         "--dockerhub-token-file", str(paths.dockerhub_token)],
+        log, record, "receiver", env={"PREFECT_API_URL": prefect_api_url()},
     )
     _wait_for("the webhook receiver", lambda: _http_status(health) == 200, 60, log)
     say(f"webhook receiver: started at {WEBHOOK} (pid {record['receiver_pid']}, log {log})")
@@ -558,7 +640,8 @@ def ensure_traffic(client: docker.DockerClient, specs: list[ReleaseSpec], say: S
 def up(say: Say = print, paths: StackPaths | None = None) -> None:
     """Bring the local stack up; idempotent. Raises StackError naming what did not start."""
     paths = paths or StackPaths.default()
-    paths.logs.mkdir(parents=True, exist_ok=True)
+    paths.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+    paths.logs.chmod(0o700)
     record = paths.load_record()
     try:
         specs = app_specs()
@@ -641,7 +724,9 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
                 ),
                 60,
             )
-        for network in client.networks.list(names=[NETWORK]):
+        # Only the network `up` made: Docker's name filter matches any name containing it.
+        made = client.networks.list(filters={"label": f"{STACK_LABEL}=true"})
+        for network in (n for n in made if n.name == NETWORK):
             for _ in range(30):
                 try:
                     network.remove()
@@ -655,11 +740,8 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
         if record.pop("swarm_initialized", False):
             client.swarm.leave(force=True)
             say("swarm: left (ferryman had initialised it)")
-    _stop(record.pop("worker_pid", None), "worker", say)
-    _stop(record.pop("registry_pid", None), "registry", say)
-    _stop(record.pop("receiver_pid", None), "webhook receiver", say)
-    _stop(record.pop("prefect_pid", None), "prefect", say)
-    _stop(record.pop("dockerd_pid", None), "dockerd", say)
+    for name in ("worker", "registry", "receiver", "prefect", "dockerd"):
+        _stop(record, name, say)
     paths.save_record(record)
     if purge:
         shutil.rmtree(paths.root, ignore_errors=True)

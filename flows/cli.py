@@ -249,8 +249,9 @@ def cmd_webhook(args: argparse.Namespace) -> int:
     from tasks.errors import FerrymanError
 
     try:
-        secret = receiver.read_secret(args.secret_file)
-        receiver.serve(args.host, args.port, secret, args.specs)
+        secret, dockerhub_token = receiver.read_secrets(args.secret_file,
+                                                        args.dockerhub_token_file)
+        receiver.serve(args.host, args.port, secret, args.specs, dockerhub_token)
     except FerrymanError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -332,7 +333,13 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--port", type=int, default=8470)
     w.add_argument("--specs", default=None, help="folder of release specs (deployments/)")
     w.add_argument("--secret-file", default=None,
-                   help="file holding the shared secret (default: $FERRYMAN_WEBHOOK_SECRET)")
+                   help="file holding the secret of the senders that send headers "
+                        "(distribution, ECR): bearer token and HMAC key "
+                        "(default: $FERRYMAN_WEBHOOK_SECRET)")
+    w.add_argument("--dockerhub-token-file", default=None,
+                   help="file holding the token Docker Hub sends in the URL (?token=), "
+                        "another value than the secret; /hooks/dockerhub is off without one "
+                        "(default: $FERRYMAN_DOCKERHUB_TOKEN)")
     w.set_defaults(func=cmd_webhook)
 
     k = sub.add_parser("stack", help="the local stack: up | status | down")

@@ -17,7 +17,7 @@ from prefect.variables import Variable
 from flows import SPECS
 from flows.pushed import emit_pushed, event_id, running_version
 from flows.triggers import spec_path_for
-from tasks.errors import EventNotSentError, retry_transient
+from tasks.errors import retry_transient
 from tasks.registries import get_registry, load_auth
 from tasks.registries.api import RegistryAPI
 from tasks.spec import ReleaseSpec, load_spec, spec_files
@@ -66,10 +66,7 @@ def poll_app(spec: ReleaseSpec) -> str:
     announced = Variable.get(name, default=[]) or []
     if str(uid) in announced:
         return f"{spec.app}: {tag} ({digest}) was announced before"
-    if not emit_pushed(spec.app, pushed, spec, uid):
-        raise EventNotSentError(
-            f"could not announce {spec.app} {tag}: the Prefect API does not answer"
-        )
+    emit_pushed(spec.app, pushed, spec, uid)  # EventNotSentError: the task retries
     # Event ids, not images: 50 of them stay well inside a variable's 5000 characters.
     Variable.set(name, ([str(uid)] + announced)[:REMEMBERED], overwrite=True)
     log.info("%s: announced %s (%s), running %s", spec.app, tag, digest, running)

@@ -12,11 +12,14 @@ import uuid
 from collections.abc import Hashable
 
 from flows import ROOT
+from tasks.errors import EventNotSentError
 from tasks.spec import ReleaseSpec
 from tasks.webhooks import ImagePushed
 
 EVENT = "ferryman.image.pushed"
 _EVENT_IDS = uuid.UUID("6f1c1f1e-5b7a-4f43-9d1e-0f0e2a7c0d11")
+EMIT_TIMEOUT = 10.0
+"""Seconds for each attempt to hand an event to the Prefect API (the client retries 429/503)."""
 
 
 def event_id(key: Hashable) -> uuid.UUID:
@@ -33,24 +36,21 @@ def running_version(spec: ReleaseSpec) -> str | None:
     return status.current.version if status.current else None
 
 
-def emit_pushed(app: str, pushed: ImagePushed, spec: ReleaseSpec, id: uuid.UUID) -> bool:
-    """Hand the event to Prefect; False when Prefect cannot take it now.
+def emit_pushed(app: str, pushed: ImagePushed, spec: ReleaseSpec, id: uuid.UUID) -> None:
+    """Hand the event to the Prefect server; return only once the server has taken it.
 
-    Prefect sends events from a background queue and would accept one while its server is
-    down; asking the server first lets the receiver answer 503, so the registry delivers
-    again instead of the push being lost.
+    `prefect.events.emit_event` would queue it for a background sender that reports nothing
+    back, so a caller could not tell a delivered event from one a Prefect outage drops. The
+    events API (`POST /api/events`) answers 204 once the server has published the event to
+    its triggers. Raises EventNotSentError when it did not answer so.
     """
     from prefect.client.orchestration import get_client
-    from prefect.events import emit_event
-
-    with get_client(sync_client=True) as client:
-        if client.api_healthcheck() is not None:
-            return False
+    from prefect.events import Event
 
     source = spec.source
     spec_path = source.relative_to(ROOT) if source and source.is_relative_to(ROOT) else source
     trigger = "poller" if pushed.source == "poller" else "webhook"
-    event = emit_event(
+    event = Event(
         event=EVENT,
         resource={"prefect.resource.id": f"ferryman.app.{app}", "prefect.resource.name": app},
         payload={
@@ -61,4 +61,11 @@ def emit_pushed(app: str, pushed: ImagePushed, spec: ReleaseSpec, id: uuid.UUID)
         },
         id=id,
     )
-    return event is not None
+    try:
+        with get_client(sync_client=True, httpx_settings={"timeout": EMIT_TIMEOUT}) as client:
+            client.request("POST", "/events", json=[event.model_dump(mode="json")])
+    except Exception as e:  # noqa: BLE001 - whatever it was, the event is not known to be there
+        raise EventNotSentError(
+            f"the Prefect API did not take the event {EVENT} {id} "
+            f"({e.__class__.__name__}: {e})"
+        ) from None

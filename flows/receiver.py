@@ -6,22 +6,28 @@ notifies it). For each tag a sender reports, the receiver finds the app whose im
 now, and emits a Prefect event; the deployment trigger in `prefect.yaml` turns that event
 into a release run (`trigger=webhook`, the tag as version, the digest to deploy).
 
-Endpoints (POST, JSON bodies of at most 1 MiB):
+Endpoints (POST, JSON bodies of at most 1 MiB; HTTP itself, its limits and time-outs are
+`flows.webhook_http`'s):
 
 - `/hooks/distribution`: the CNCF distribution registry's notifications;
-- `/hooks/dockerhub`: Docker Hub webhooks (Docker Hub cannot add headers: put the secret in
-  the URL, `?token=<secret>`);
 - `/hooks/ecr`: EventBridge "ECR Image Action" events, through an API destination whose
   connection adds the secret header;
+- `/hooks/dockerhub`: Docker Hub webhooks, only when the receiver has a Docker Hub token:
+  Docker Hub cannot add headers, so it carries that token in the URL, `?token=<token>`;
 - `GET /healthz`: 200 while serving.
 
 Authentication comes first, on the raw body, and a delivery that fails it changes nothing
-and gets 401: with an `X-Ferryman-Signature` header, the HMAC-SHA256 of the body (and of
-`X-Ferryman-Timestamp` when sent, within 5 minutes; `tasks.webhooks.verify_hmac_sha256`);
-otherwise the shared secret as `Authorization: Bearer <secret>`, `X-Ferryman-Token` or
-`?token=`. A delivery already seen (the same image: repository, tag and digest) within an
-hour is answered 202 and not emitted again. If the event cannot be handed to Prefect the
-answer is 503, so the registry sends it again.
+and gets 401. Each kind of sender has its own secret, so that the one that travels in URLs
+(and so in proxies' logs) opens nothing else: `/hooks/distribution` and `/hooks/ecr` take
+the shared secret as `Authorization: Bearer <secret>` or `X-Ferryman-Token`, or an
+`X-Ferryman-Signature` HMAC-SHA256 of `X-Ferryman-Timestamp` and the body under it (the
+timestamp required, within 5 minutes; `tasks.webhooks.verify_hmac_sha256`);
+`/hooks/dockerhub` takes only its own URL token.
+
+A 202 means Prefect's API took the event. A delivery already announced (the same image:
+repository, tag and digest) within an hour is answered 202 and not emitted again; one whose
+event is being handed to Prefect right now, or could not be, gets 503, so the registry sends
+it again and it is not lost.
 """
 
 from __future__ import annotations
@@ -32,18 +38,26 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from flows import SPECS
 from flows.pushed import EVENT, emit_pushed, event_id, running_version
+from flows.webhook_http import (
+    Answer,
+    Headers,
+    Limits,
+    Request,
+    WebhookServer,
+    Work,
+    limits_for_this_process,
+)
 from tasks.errors import EventNotSentError, FerrymanError, SpecError
 from tasks.spec import ReleaseSpec, load_spec, spec_files
 from tasks.tag_policy import admit_tag
 from tasks.webhooks import (
+    Claim,
     DeliveryDeduplicator,
     ImagePushed,
     WebhookAuthError,
@@ -57,11 +71,20 @@ from tasks.webhooks import (
     verify_shared_secret,
 )
 
-MAX_BODY = 1 << 20
-PARSERS: dict[str, Callable[[dict], list[ImagePushed]]] = {
-    "/hooks/distribution": parse_distribution,
-    "/hooks/dockerhub": parse_dockerhub,
-    "/hooks/ecr": parse_ecr_event,
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One sender's endpoint: how its body is read, and whether it authenticates by URL."""
+
+    parse: Callable[[dict], list[ImagePushed]]
+    url_token: bool = False
+    """Docker Hub: `?token=` with the Docker Hub token, and nothing else."""
+
+
+ENDPOINTS = {
+    "/hooks/distribution": Endpoint(parse_distribution),
+    "/hooks/dockerhub": Endpoint(parse_dockerhub, url_token=True),
+    "/hooks/ecr": Endpoint(parse_ecr_event),
 }
 log = logging.getLogger("ferryman.webhook")
 
@@ -77,51 +100,95 @@ class Handled:
     app: str | None = None
 
 
-def read_secret(secret_file: str | None) -> str:
-    """The shared secret: the file's content, else $FERRYMAN_WEBHOOK_SECRET; never empty."""
+def read_secret(secret_file: str | None, env: str = "FERRYMAN_WEBHOOK_SECRET",
+                option: str = "--secret-file") -> str | None:
+    """A secret: the file's content, else `$env`; None when neither is given.
+
+    Raises SpecError for a file that cannot be read or is empty.
+    """
     if secret_file:
         try:
             secret = Path(secret_file).read_text().strip()
         except OSError as e:
-            raise SpecError(f"cannot read the webhook secret file {secret_file}: {e.strerror}") \
+            raise SpecError(f"cannot read the secret file {secret_file}: {e.strerror}") \
                 from None
-    else:
-        secret = os.environ.get("FERRYMAN_WEBHOOK_SECRET", "").strip()
-    if not secret:
+        if not secret:
+            raise SpecError(f"the secret file {secret_file} ({option}) is empty")
+        return secret
+    return os.environ.get(env, "").strip() or None
+
+
+def read_secrets(secret_file: str | None, dockerhub_token_file: str | None
+                 ) -> tuple[str, str | None]:
+    """The receiver's secret (required) and Docker Hub token (optional), from their files or
+    $FERRYMAN_WEBHOOK_SECRET and $FERRYMAN_DOCKERHUB_TOKEN; SpecError naming what is wrong."""
+    secret = read_secret(secret_file)
+    if secret is None:
         raise SpecError("no webhook secret: pass --secret-file or set FERRYMAN_WEBHOOK_SECRET")
-    return secret
+    token = read_secret(dockerhub_token_file, "FERRYMAN_DOCKERHUB_TOKEN",
+                        "--dockerhub-token-file")
+    return secret, token
 
 
-def authenticate(headers: Any, query: dict[str, list[str]], body: bytes, secret: str) -> None:
-    """Raise WebhookAuthError unless the delivery carries a valid signature or the secret."""
+def authenticate(endpoint: Endpoint, request: Request, secret: str,
+                 dockerhub_token: str | None) -> None:
+    """Raise WebhookAuthError unless the delivery carries its endpoint's credential.
+
+    WebhookError (a 400) for a signature timestamp that is not Unix seconds.
+    """
+    url_token = (request.query.get("token") or [None])[-1]
+    if endpoint.url_token:
+        assert dockerhub_token is not None  # `admit` answers 404 without one
+        verify_shared_secret(url_token, dockerhub_token)
+        return
+    headers = request.headers
     signature = headers.get("X-Ferryman-Signature")
     if signature is not None:
-        verify_hmac_sha256(body, signature, secret, headers.get("X-Ferryman-Timestamp"))
+        verify_hmac_sha256(request.body, signature, secret, headers.get("X-Ferryman-Timestamp"))
         return
-    given = (headers.get("Authorization") or headers.get("X-Ferryman-Token")
-             or (query.get("token") or [None])[0])
+    given = headers.get("Authorization") or headers.get("X-Ferryman-Token")
+    if given is None and url_token is not None:
+        raise WebhookAuthError(
+            "a token in the URL is taken only by /hooks/dockerhub; send the secret in a header"
+        )
     verify_shared_secret(given, secret)
+
+
+def read_json(body: bytes) -> object:
+    """The delivery's JSON document; WebhookError for anything that is not one."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise WebhookError("the JSON body is nested too deeply") from None
+    except ValueError as e:  # not UTF-8, not JSON, a number too long to read
+        raise WebhookError(f"the body is not JSON: {e}") from None
 
 
 class Receiver:
     """Everything but HTTP: authenticate, parse, map to an app, decide, deduplicate, emit.
 
-    `emit` and `current` are injected for tests (the real ones talk to Prefect and the
-    target); `specs` is the folder of release specs, read again on every delivery so that a
-    new app needs no restart.
+    `secret` authenticates the senders that send headers (distribution, ECR through
+    EventBridge); `dockerhub_token`, which must differ from it, the Docker Hub endpoint (off
+    without one). `emit` and `current` are injected for tests (the real ones talk to Prefect
+    and the target); `specs` is the folder of release specs, read again on every delivery so
+    that a new app needs no restart.
     """
 
     def __init__(
         self,
         secret: str,
         specs: Path,
-        emit: Callable[[str, ImagePushed, ReleaseSpec, uuid.UUID], bool] = emit_pushed,
+        emit: Callable[[str, ImagePushed, ReleaseSpec, uuid.UUID], object] = emit_pushed,
         current: Callable[[ReleaseSpec], str | None] = running_version,
         deduplicator: DeliveryDeduplicator | None = None,
+        dockerhub_token: str | None = None,
     ) -> None:
         if not secret:
             raise SpecError("the webhook receiver needs a non-empty secret")
-        self._secret, self._specs = secret, specs
+        if dockerhub_token is not None and dockerhub_token == secret:
+            raise SpecError("the Docker Hub token must differ from the webhook secret: it is "
+                            "sent in URLs, and must not open the other endpoints")
+        self._secret, self._dockerhub_token, self._specs = secret, dockerhub_token, specs
         self._emit, self._current = emit, current
         self._seen = deduplicator or DeliveryDeduplicator()
 
@@ -134,27 +201,54 @@ class Receiver:
                 log.warning("skipping a spec that does not load: %s", str(e).splitlines()[0])
         return loaded
 
-    def handle(self, path: str, query: dict[str, list[str]], headers: Any,
-               body: bytes) -> tuple[int, dict]:
-        """The HTTP status and JSON answer for one delivery."""
-        parser = PARSERS.get(path)
-        if parser is None:
-            return HTTPStatus.NOT_FOUND, {"error": f"no endpoint {path} (use one of "
-                                                   f"{', '.join(PARSERS)})"}
+    def admit(self, request: Request) -> Answer | Work:
+        """Answer what needs no Prefect and no target (unknown path, refused sender, a body
+        that is no delivery), or return the work that announces what the delivery reports.
+
+        Called on the HTTP front's event loop: nothing here may block.
+        """
+        if request.method == "GET":
+            if request.path == "/healthz":
+                return HTTPStatus.OK, {"ok": True}
+            return HTTPStatus.NOT_FOUND, {"error": "not found"}
+        endpoint = ENDPOINTS.get(request.path)
+        if endpoint is None:
+            return HTTPStatus.NOT_FOUND, {"error": f"no endpoint {request.path} (use one of "
+                                                   f"{', '.join(ENDPOINTS)})"}
+        if endpoint.url_token and self._dockerhub_token is None:
+            return HTTPStatus.NOT_FOUND, {"error": f"{request.path} is off: the receiver was "
+                                                   "started without a Docker Hub token"}
         try:
-            authenticate(headers, query, body, self._secret)
+            authenticate(endpoint, request, self._secret, self._dockerhub_token)
         except WebhookAuthError as e:
-            log.warning("refused a delivery to %s: %s", path, e)
+            log.warning("refused a delivery to %s: %s", request.path, e)
             return HTTPStatus.UNAUTHORIZED, {"error": str(e)}
+        except WebhookError as e:
+            return HTTPStatus.BAD_REQUEST, {"error": str(e)}
         try:
-            document = json.loads(body)
-            pushed = parser(document)
-        except (ValueError, WebhookError) as e:
+            pushed = endpoint.parse(read_json(request.body))
+        except WebhookError as e:
             return HTTPStatus.BAD_REQUEST, {"error": f"cannot read the delivery: {e}"}
+        if not pushed:
+            return HTTPStatus.ACCEPTED, {"handled": []}
+        return partial(self.announce, pushed)
+
+    def handle(self, path: str, query: dict[str, list[str]], headers: dict[str, str],
+               body: bytes) -> Answer:
+        """The status and JSON answer for one POST delivery, all steps at once (tests, tools)."""
+        request = Request("POST", path, query, Headers({k.lower(): v for k, v in headers.items()}),
+                          body)
+        admitted = self.admit(request)
+        return admitted() if callable(admitted) else admitted
+
+    def announce(self, pushed: list[ImagePushed]) -> Answer:
+        """Announce each reported tag the policy releases; 202, or 503 when one could not be
+        (those that could are remembered, so the sender's retry announces only the rest)."""
         try:
-            specs = self.specs() if pushed else []
+            specs = self.specs()
             handled = [self._one(event, specs) for event in pushed]
         except EventNotSentError as e:
+            log.warning("answered 503: %s", e)
             return HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(e)}
         for h in handled:
             log.info("%s:%s -> %s (%s)", h.repository, h.tag, h.result, h.detail)
@@ -182,74 +276,41 @@ class Receiver:
         if not verdict.release:
             return say("ignored", verdict.reason, app)
         key = delivery_key(pushed)
-        if self._seen.seen_before(key):
-            return say("duplicate", "this image was reported before: no second release", app)
+        claim = self._seen.claim(key)
+        if claim is Claim.SEEN:
+            return say("duplicate", "this image was announced before: no second release", app)
+        if claim is Claim.IN_FLIGHT:
+            raise EventNotSentError(f"{pushed.repository}:{pushed.tag} is being announced by "
+                                    "an earlier delivery: send it again")
         uid = event_id(key)
         try:
-            sent = self._emit(app, pushed, spec, uid)
+            self._emit(app, pushed, spec, uid)
         except Exception as e:  # noqa: BLE001 - any failure to hand it on: let the sender retry
-            sent, why = False, f"{e.__class__.__name__}: {e}"
-        else:
-            why = "the Prefect API does not answer (or PREFECT_API_URL is not set)"
-        if not sent:
-            self._seen.forget(key)
+            self._seen.release(key)
             raise EventNotSentError(
-                f"could not emit the event for {pushed.repository}:{pushed.tag}: {why}"
-            )
+                f"could not emit the event for {pushed.repository}:{pushed.tag}: "
+                f"{e.__class__.__name__}: {e}"
+            ) from None
+        self._seen.announced(key)
         return say("announced", f"{verdict.reason}; event {EVENT} {uid}", app)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    receiver: Receiver
-    server_version = "ferryman-webhook"
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if urlsplit(self.path).path == "/healthz":
-            self._answer(HTTPStatus.OK, {"ok": True})
-        else:
-            self._answer(HTTPStatus.NOT_FOUND, {"error": "not found"})
-
-    def do_POST(self) -> None:  # noqa: N802
-        url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                         {"error": f"a delivery is at most {MAX_BODY} bytes"})
-            return
-        body = self.rfile.read(length)
-        status, answer = self.receiver.handle(url.path, parse_qs(url.query), self.headers, body)
-        self._answer(status, answer)
-
-    def _answer(self, status: int, answer: dict) -> None:
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # The path only: a query string may carry the secret (`?token=`).
-        log.info("%s %s %s", self.command, urlsplit(self.path).path, code)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        log.debug("%s", format % args)
+def make_server(host: str, port: int, receiver: Receiver,
+                limits: Limits | None = None) -> WebhookServer:
+    """An HTTP server (bound, not yet serving) that hands every request to `receiver`."""
+    return WebhookServer(host, port, receiver, limits or Limits())
 
 
-def make_server(host: str, port: int, receiver: Receiver) -> ThreadingHTTPServer:
-    """An HTTP server (not yet serving) that hands every request to `receiver`."""
-    handler = type("Handler", (_Handler,), {"receiver": receiver})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
-
-
-def serve(host: str, port: int, secret: str, specs: str | None = None) -> None:
+def serve(host: str, port: int, secret: str, specs: str | None = None,
+          dockerhub_token: str | None = None) -> None:
     """Serve until interrupted (`ferryman webhook serve`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    receiver = Receiver(secret, Path(specs) if specs else SPECS)
-    server = make_server(host, port, receiver)
-    log.info("webhook receiver on http://%s:%d (%s)", host, port, ", ".join(PARSERS))
+    receiver = Receiver(secret, Path(specs) if specs else SPECS,
+                        dockerhub_token=dockerhub_token)
+    server = make_server(host, port, receiver, limits_for_this_process(Limits()))
+    endpoints = [p for p, e in ENDPOINTS.items() if dockerhub_token or not e.url_token]
+    log.info("webhook receiver on http://%s:%d (%s)", host, server.server_address[1],
+             ", ".join(endpoints))
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -31,7 +31,14 @@ from flows.approval import ask_a_person
 from flows.locks import app_lock
 from flows.recovery import abort_requested, recover_if_unjudged, restore_after_interruption
 from flows.reporting import emit, label_run, publish_artifacts, tag_run
-from flows.triggers import defer, digest_tag, newer_request, released_before, spec_path_for
+from flows.triggers import (
+    defer,
+    digest_tag,
+    newer_request,
+    released_before,
+    spec_path_for,
+    version_tag,
+)
 from tasks.analysis.runner import AnalysisResult
 from tasks.errors import FerrymanError
 from tasks.registries import get_registry, load_auth
@@ -320,11 +327,13 @@ def _skip_reason(spec: ReleaseSpec, request: Request, running: Version | None) -
     verdict = admit_tag(spec.tag_policy, request.version, running.version if running else None)
     if not verdict.release:
         return verdict.reason
-    if request.digest is not None:
-        earlier = released_before(spec.app, request.digest)
-        if earlier is not None:
-            state = earlier.state.name if earlier.state else "unknown"
-            return f"{request.digest} was released before, by run {earlier.name} ({state})"
+    # Docker Hub sends no digest: then the version stands in for the image, so that a
+    # redelivery of a rolled-back tag does not release it again by itself.
+    earlier = released_before(spec.app, request.version, request.digest)
+    if earlier is not None:
+        state = earlier.state.name if earlier.state else "unknown"
+        image = request.digest or f"{request.version} (the sender gave no digest)"
+        return f"{image} was released before, by run {earlier.name} ({state})"
     return None
 
 
@@ -366,7 +375,7 @@ def _locked(spec: ReleaseSpec, request: Request, steps: StepClock) -> State:
         result.reason = f"{e.__class__.__name__}: {e}"
         log.error("release failed before the deploy: %s", result.reason)
         return finish(spec, result, steps)
-    tag_run(digest_tag(pushed.digest))
+    tag_run(digest_tag(pushed.digest), version_tag(version))
     result.digest, result.image = pushed.digest, pushed.reference
     new = Version(version, pushed.reference)
     run = get_run_context().flow_run

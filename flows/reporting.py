@@ -49,12 +49,13 @@ def label_run(spec: ReleaseSpec, name: str, strategy: str, trigger: str = "manua
         client.update_flow_run(run.id, name=name, tags=sorted(tags))
 
 
-def tag_run(tag: str) -> None:
-    """Add `tag` to the running flow run (the release flow records the image's digest)."""
+def tag_run(*tags: str) -> None:
+    """Add `tags` to the running flow run (the release flow records the image's digest and
+    version)."""
     run = get_run_context().flow_run
     with get_client(sync_client=True) as client:
         current = client.read_flow_run(run.id).tags
-        client.update_flow_run(run.id, tags=sorted(set(current) | {tag}))
+        client.update_flow_run(run.id, tags=sorted(set(current) | set(tags)))
 
 
 def emit(spec: ReleaseSpec, what: str, result: ReleaseResult) -> None:

@@ -7,7 +7,8 @@ release run per new tag; these checks make a burst of them release only the newe
   precedence; the later request when either tag is not a version) and waits or runs now,
   or ran since this one was requested;
 - `released_before`: a release run of the app already went out with this digest (Ferryman's
-  own pushes notify the registry too, and a rolled-back image must not come back by itself);
+  own pushes notify the registry too, and a rolled-back image must not come back by itself),
+  or, for a sender that gives no digest (Docker Hub), with this version;
 - `defer`: outside the app's upgrade window, the release is recorded as a scheduled run of
   the same deployment at the window's opening, visible in the UI's upcoming runs.
 """
@@ -64,6 +65,19 @@ def digest_tag(digest: str) -> str:
     return f"digest:{digest.removeprefix('sha256:')[:12]}"
 
 
+def version_tag(version: str) -> str:
+    """The flow-run tag that records which version a release ran: what tells a Docker Hub
+    push (no digest) of a version released before, e.g. rolled back, from a new one."""
+    return f"version:{version}"
+
+
+def earlier_release_tags(app: str, version: str, digest: str | None) -> list[str]:
+    """The tags of the runs a triggered release must not repeat: those of `app` that went
+    out with the same image (`digest`), or with the same version when the sender gave no
+    digest and the tag is all there is to go by."""
+    return [f"app:{app}", digest_tag(digest) if digest else version_tag(version)]
+
+
 def _app_of(run: FlowRun) -> str | None:
     """The app another release run is for: its `app`, or the app its spec file names."""
     parameters = run.parameters or {}
@@ -118,10 +132,11 @@ def release_run_of(app: str, states: list[StateType]):
     return runs[0] if runs else None
 
 
-def released_before(app: str, digest: str) -> FlowRun | None:
-    """The latest other release run of `app` that deployed (or tried) the image `digest`."""
+def released_before(app: str, version: str, digest: str | None) -> FlowRun | None:
+    """The latest other release run of `app` that deployed (or tried) the image `digest`, or
+    without a digest, the version `version` (`earlier_release_tags`)."""
     runs = _other_release_runs(
-        limit=1, tags=FlowRunFilterTags(all_=[f"app:{app}", digest_tag(digest)])
+        limit=1, tags=FlowRunFilterTags(all_=earlier_release_tags(app, version, digest))
     )
     return runs[0] if runs else None
 

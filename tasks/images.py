@@ -9,6 +9,7 @@ repository itself and the read-back.
 
 from __future__ import annotations
 
+import http.client
 import re
 import subprocess
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import requests.exceptions
+import urllib3.exceptions
 
 from tasks.errors import (
     BuildError,
@@ -48,6 +51,18 @@ _NO_REPOSITORY = re.compile(
 )
 _TAG_LOCKED = re.compile(r"cannot be overwritten|tag invalid|immutable")
 _AUTH_REFUSED = re.compile(r"unauthorized|authentication required|denied|no basic auth")
+ENGINE_GONE = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.Timeout,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+)
+"""What the docker SDK lets through, unwrapped, when the engine goes away mid-call: requests'
+and urllib3's errors and the socket's own (a restart mid-push breaks the streamed answer).
+They are not DockerException, so each docker call below names them to make them transient."""
 _TRANSIENT = re.compile(
     r"connection refused|dial tcp|i/o timeout|timeout|\beof\b|toomanyrequests|"
     r"\b(429|500|502|503|504)\b|connection reset|no such host"
@@ -96,7 +111,7 @@ def docker_client(base_url: str | None = None) -> docker.DockerClient:
         if base_url:
             return docker.DockerClient(base_url=base_url, timeout=300)
         return docker.from_env(timeout=300)
-    except docker.errors.DockerException as e:
+    except (docker.errors.DockerException, *ENGINE_GONE) as e:
         raise DockerEngineUnavailable(f"cannot reach the Docker engine: {e}") from e
 
 
@@ -170,7 +185,7 @@ def build_image(
         if e.status_code and e.status_code >= 500:
             raise DockerEngineUnavailable(f"docker build failed in the engine: {e}") from e
         raise BuildError(f"docker build of {repository}:{version} refused: {e.explanation}") from e
-    except docker.errors.DockerException as e:
+    except (docker.errors.DockerException, *ENGINE_GONE) as e:
         raise DockerEngineUnavailable(f"cannot reach the Docker engine to build: {e}") from e
     if image_id is None:
         raise BuildError(
@@ -242,7 +257,7 @@ def _repo_digests(client: docker.DockerClient, image_id: str) -> set[str]:
         attrs = client.api.inspect_image(image_id)
     except docker.errors.ImageNotFound:
         raise BuildError(f"image {image_id} is no longer in the Docker engine") from None
-    except docker.errors.DockerException as e:
+    except (docker.errors.DockerException, *ENGINE_GONE) as e:
         raise DockerEngineUnavailable(f"cannot reach the Docker engine: {e}") from None
     return {entry.split("@", 1)[1] for entry in attrs.get("RepoDigests") or [] if "@" in entry}
 
@@ -340,7 +355,7 @@ def _engine_push(
                 digest = chunk["aux"]["Digest"]
     except docker.errors.APIError as e:
         raise _push_error(redact(str(e.explanation or e)), image, destination.registry) from None
-    except docker.errors.DockerException as e:
+    except (docker.errors.DockerException, *ENGINE_GONE) as e:
         raise DockerEngineUnavailable(
             f"cannot reach the Docker engine to push {image}: {redact(str(e))}"
         ) from None

@@ -50,7 +50,11 @@ def _existing(value: Path, info: ValidationInfo, what: str, is_dir: bool) -> Pat
     if base is not None and not value.is_absolute():
         value = Path(base) / value
     value = value.resolve()
-    if not (value.is_dir() if is_dir else value.is_file()):
+    try:
+        found = value.is_dir() if is_dir else value.is_file()
+    except OSError as e:  # e.g. a name too long: pathlib re-raises all but "not there"
+        raise ValueError(f"{what} {str(value)[:200]!r}: {e.strerror}") from None
+    if not found:
         raise ValueError(f"{what} {value} {'is not a directory' if is_dir else 'does not exist'}")
     return value
 
@@ -70,8 +74,12 @@ class ImageSpec(_Spec):
 
     @model_validator(mode="after")
     def _dockerfile_exists(self) -> ImageSpec:
-        if not (self.context / self.dockerfile).is_file():
-            raise ValueError(f"no Dockerfile {self.dockerfile!r} in {self.context}")
+        try:
+            found = (self.context / self.dockerfile).is_file()
+        except (OSError, ValueError):  # a name too long, a NUL byte
+            found = False
+        if not found:
+            raise ValueError(f"no Dockerfile {self.dockerfile[:200]!r} in {self.context}")
         return self
 
 
@@ -162,7 +170,7 @@ class UpdateConfigSpec(_Spec):
     delay: Seconds | None = None
     failure_action: Literal["pause", "continue", "rollback"] | None = None
     monitor: Seconds | None = None
-    max_failure_ratio: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_failure_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     order: Literal["stop-first", "start-first"] | None = None
 
 
@@ -184,11 +192,16 @@ class SwarmTargetSpec(_Spec):
         return _existing(value, info, "stack file", is_dir=False)
 
 
+Bound = Annotated[float, Field(allow_inf_nan=False)]
+"""A threshold's end: NaN compares false with everything, so a NaN bound would judge any
+value as inside; infinity is what leaving the bound out already says."""
+
+
 class Threshold(_Spec):
     """The range a measured value must stay in, as Flagger's thresholdRange: min, max or both."""
 
-    min: float | None = None
-    max: float | None = None
+    min: Bound | None = None
+    max: Bound | None = None
 
     @model_validator(mode="after")
     def _one_bound_at_least(self) -> Threshold:
@@ -487,6 +500,9 @@ def _without_union_tags(loc: tuple) -> tuple:
     return tuple(out)
 
 
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
 def format_validation_error(error: ValidationError, source: str) -> str:
     """One line per problem, each naming the field path, e.g. `analysis.metrics[0].query`."""
     lines = [f"{source}: invalid release spec"]
@@ -495,7 +511,12 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         loc = problem["loc"]
         loc = _without_union_tags(loc)
         for part in loc:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif not _KEY.fullmatch(str(part)):  # a stray key with spaces, dots, newlines...
+                path += f"[{str(part)!r}]"
+            else:
+                path += f".{part}" if path else str(part)
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "union_tag_invalid":  # `kind: nomad`: name the key and choices
             ctx = problem["ctx"]
@@ -508,7 +529,8 @@ def format_validation_error(error: ValidationError, source: str) -> str:
 def parse_spec(data: object, base_dir: Path, source: str = "<spec>") -> ReleaseSpec:
     """Validate already-parsed YAML; relative paths are taken from `base_dir`."""
     if not isinstance(data, dict):
-        raise SpecError(f"{source}: a release spec is a YAML mapping, got {type(data).__name__}")
+        raise SpecError(f"{source}: invalid release spec\n  (top level): a release spec is a "
+                        f"YAML mapping, got {type(data).__name__}")
     try:
         spec = ReleaseSpec.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as e:
@@ -517,7 +539,10 @@ def parse_spec(data: object, base_dir: Path, source: str = "<spec>") -> ReleaseS
     # must fail here, not half-way through a deploy.
     from tasks.targets import validate_target
 
-    validate_target(spec)
+    try:
+        validate_target(spec)
+    except SpecError as e:
+        raise SpecError(f"{source}: invalid release spec\n  {e}") from None
     return spec
 
 

@@ -12,30 +12,32 @@ Senders and what is read from them:
   `target.tag` count: pushing one image also sends push events for each layer and, for a
   multi-platform image, for untagged platform manifests. Delivery id: the event's `id`.
 - Docker Hub webhooks: `push_data.tag` and `repository.repo_name`; Docker Hub sends no
-  digest and no delivery id, and cannot sign or add headers: give it a URL carrying the secret
-  (e.g. `?token=...`) and check that with `verify_shared_secret`.
+  digest and no delivery id, and cannot sign or add headers: give it a URL carrying a token
+  (`?token=...`) and check that with `verify_shared_secret`. A URL ends up in proxies' and
+  servers' logs, so that token is a secret of its own, which authorizes nothing else.
 - Amazon ECR through EventBridge (an API destination): `detail-type: "ECR Image Action"`,
   `detail.action-type: PUSH`, `detail.result: SUCCESS`, with `detail.repository-name`,
   `image-tag`, `image-digest`; delivery id: the event's `id`. The API destination's
   connection adds the shared-secret header.
 
-Signatures (`verify_hmac_sha256`): the hex HMAC-SHA256 of the raw body under the shared
-secret, in a header as `sha256=<hex>` or bare `<hex>`. Where the sender also sends a
-timestamp (Unix seconds), the signed bytes are `f"{timestamp}."` followed by the body, as
-Stripe signs (`t.body`), and a timestamp more than `tolerance_s` from now is refused, so a
-captured delivery cannot be replayed later.
+Signatures (`verify_hmac_sha256`): the hex HMAC-SHA256, under the shared secret, of
+`f"{timestamp}."` followed by the raw body, as Stripe signs (`t.body`), in a header as
+`sha256=<hex>` or bare `<hex>`. The timestamp (Unix seconds) is required and a timestamp
+more than `tolerance_s` from now is refused, so a captured delivery cannot be replayed later.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from tasks.errors import PermanentError
@@ -104,7 +106,10 @@ def _time(value: Any) -> datetime | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, ValueError, OSError):  # NaN, infinity, past year 9999
+            return None
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -203,42 +208,48 @@ def verify_shared_secret(header_value: str | None, secret: str | bytes) -> None:
         raise WebhookAuthError("the delivery's shared secret is wrong")
 
 
+_UNIX_SECONDS = re.compile(r"\d{1,12}(\.\d{1,9})?")
+
+
 def verify_hmac_sha256(
     raw_body: bytes,
     signature_header: str | None,
     secret: str | bytes,
-    timestamp: str | None = None,
+    timestamp: str | None,
     now: float | None = None,
     tolerance_s: float = 300,
 ) -> None:
-    """Accept a delivery signed as the module docstring says; raise WebhookAuthError if not.
+    """Accept a delivery signed as the module docstring says.
 
-    `now` (Unix seconds) defaults to the clock; the error never carries the secret or the
-    expected signature.
+    Raises WebhookAuthError for a missing or wrong signature, a missing timestamp or one
+    outside `tolerance_s`; WebhookError (malformed, not a question of who sent it) for a
+    timestamp that is not Unix seconds. `now` (Unix seconds) defaults to the clock; the
+    error never carries the secret or the expected signature.
     """
     key = _configured(secret)
     if not signature_header:
         raise WebhookAuthError("no signature in the delivery")
+    # Without the timestamp a signature never expires: a captured delivery could be
+    # replayed for ever.
+    if not timestamp:
+        raise WebhookAuthError(
+            "a signed delivery needs its timestamp (X-Ferryman-Timestamp, Unix seconds)"
+        )
+    if not _UNIX_SECONDS.fullmatch(timestamp):
+        raise WebhookError(f"the signature timestamp {timestamp[:40]!r} is not Unix seconds")
     given = signature_header.strip()
     if given[:7].lower() == "sha256=":
         given = given[7:]
     given = given.lower()
     if len(given) != 64 or any(c not in "0123456789abcdef" for c in given):
         raise WebhookAuthError("the signature is not a hex SHA-256 HMAC ('sha256=<64 hex>')")
-    message = raw_body
-    if timestamp is not None:
-        try:
-            sent = float(timestamp)
-        except ValueError:
-            raise WebhookAuthError(f"the signature timestamp {timestamp!r} is not a number") \
-                from None
-        age = (time.time() if now is None else now) - sent
-        if abs(age) > tolerance_s:
-            raise WebhookAuthError(
-                f"the signature timestamp is {abs(age):.0f} s "
-                f"{'old' if age > 0 else 'in the future'} (at most {tolerance_s:.0f} s allowed)"
-            )
-        message = f"{timestamp}.".encode() + raw_body
+    age = (time.time() if now is None else now) - float(timestamp)
+    if abs(age) > tolerance_s:
+        raise WebhookAuthError(
+            f"the signature timestamp is {abs(age):.0f} s "
+            f"{'old' if age > 0 else 'in the future'} (at most {tolerance_s:.0f} s allowed)"
+        )
+    message = f"{timestamp}.".encode() + raw_body
     expected = hmac.new(key, message, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise WebhookAuthError("the delivery's signature does not match its body")
@@ -258,12 +269,26 @@ def delivery_key(event: ImagePushed) -> Hashable:
     return ("image", event.repository, event.tag, event.event_time)
 
 
-class DeliveryDeduplicator:
-    """Remembers delivery keys for `ttl_s` seconds, at most `max_keys` of them (oldest go).
+class Claim(Enum):
+    """What `DeliveryDeduplicator.claim` says of a delivery key."""
 
-    Registries retry a delivery they think failed, and one push may arrive twice; the receiver
-    asks `seen_before` for each event and drops those it has seen. `clock` (monotonic seconds)
-    is injected for tests. Safe to share between the receiver's threads.
+    NEW = "new"
+    """Announce it now, then call `announced` (it was) or `release` (it was not)."""
+    SEEN = "seen"
+    """Announced within the TTL: a duplicate."""
+    IN_FLIGHT = "in flight"
+    """Another delivery of it is being announced right now: ask the sender to come back."""
+
+
+class DeliveryDeduplicator:
+    """Remembers the delivery keys announced in the last `ttl_s` seconds, at most `max_keys`
+    of them (oldest go), and the ones being announced now.
+
+    Registries retry a delivery they think failed, and one push may arrive twice. A key is
+    remembered only once its event was announced (`announced`): a retry that comes while the
+    first attempt still waits on Prefect is told IN_FLIGHT, not SEEN, so that if that first
+    attempt fails, the sender's next retry announces it. `clock` (monotonic seconds) is
+    injected for tests. Safe to share between the receiver's threads.
     """
 
     def __init__(self, ttl_s: float = 3600, max_keys: int = 10_000,
@@ -271,26 +296,37 @@ class DeliveryDeduplicator:
         if ttl_s <= 0 or max_keys < 1:
             raise ValueError("ttl_s must be positive and max_keys at least 1")
         self._ttl, self._max, self._clock = ttl_s, max_keys, clock
-        self._seen: OrderedDict[Hashable, float] = OrderedDict()  # key -> first seen, oldest first
+        self._seen: OrderedDict[Hashable, float] = OrderedDict()  # key -> announced, oldest first
+        self._in_flight: set[Hashable] = set()
         self._lock = threading.Lock()
 
-    def seen_before(self, key: Hashable) -> bool:
-        """True for a key seen within the TTL; otherwise remember it and return False."""
+    def claim(self, key: Hashable) -> Claim:
+        """SEEN or IN_FLIGHT for a key announced or being announced; otherwise NEW, and the
+        key is in flight until `announced` or `release`."""
         with self._lock:
             now = self._clock()
             while self._seen and next(iter(self._seen.values())) <= now - self._ttl:
                 self._seen.popitem(last=False)
             if key in self._seen:
-                return True
-            self._seen[key] = now
+                return Claim.SEEN
+            if key in self._in_flight:
+                return Claim.IN_FLIGHT
+            self._in_flight.add(key)
+            return Claim.NEW
+
+    def announced(self, key: Hashable) -> None:
+        """Remember `key` as announced, from now for the TTL."""
+        with self._lock:
+            self._in_flight.discard(key)
+            self._seen[key] = self._clock()
+            self._seen.move_to_end(key)
             while len(self._seen) > self._max:
                 self._seen.popitem(last=False)
-            return False
 
-    def forget(self, key: Hashable) -> None:
-        """Drop `key`, e.g. when the event it announced could not be sent on."""
+    def release(self, key: Hashable) -> None:
+        """Give up the claim on `key`: its event could not be announced."""
         with self._lock:
-            self._seen.pop(key, None)
+            self._in_flight.discard(key)
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import logging
 import secrets
+from pathlib import Path
 
 import pytest
+import requests.exceptions
+import urllib3.exceptions
 from pydantic import SecretStr
 
 from tasks import errors
-from tasks.images import MAX_WAITS, BuiltImage, _push_error, locate_image, push_image
+from tasks.images import (
+    MAX_WAITS,
+    BuiltImage,
+    _push_error,
+    build_image,
+    locate_image,
+    push_image,
+)
 from tasks.registries.base import RegistryAuth
 from tasks.registries.generic import GenericRegistry
-from tasks.spec import GenericRegistrySpec
+from tasks.spec import GenericRegistrySpec, load_spec
 from tests.registries.servers import fronts, image_id, registries, upload_image
 
 PASSWORD = "pa55-Word-that-must-never-show"
@@ -247,3 +257,64 @@ def test_engine_push_errors_become_one_clear_error(message, error):
     found = _push_error(message, "127.0.0.1:1/team/app:1.0.0", "127.0.0.1:1")
     assert type(found) is error
     assert "127.0.0.1:1/team/app:1.0.0" in str(found) and "registry 127.0.0.1:1" in str(found)
+
+
+# What a Docker engine restart looks like from the docker SDK: raw requests/urllib3/socket
+# errors, not DockerException.
+ENGINE_RESTARTS = [
+    requests.exceptions.ConnectionError("('Connection aborted.', RemoteDisconnected())"),
+    urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead(0 bytes read)"),
+    requests.exceptions.ChunkedEncodingError("Connection broken: InvalidChunkLength"),
+    ConnectionResetError(104, "Connection reset by peer"),
+]
+
+
+class RestartingEngine(FakeEngine):
+    """An engine that goes away after the first status line of a push."""
+
+    def __init__(self, registry, error: Exception) -> None:
+        super().__init__(registry)
+        self.error = error
+
+    def push(self, repository: str, tag: str, stream: bool, decode: bool, auth_config=None):
+        self.pushes.append(f"{repository}:{tag}")
+        yield {"status": "Preparing"}
+        raise self.error
+
+
+class RestartingBuilder:
+    """An engine that goes away after the first line of a build."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error, self.api = error, self
+
+    def build(self, **options):
+        yield {"stream": "Step 1/3 : FROM scratch"}
+        raise self.error
+
+
+@pytest.mark.parametrize("error", ENGINE_RESTARTS, ids=lambda e: type(e).__name__)
+def test_engine_restart_mid_push_is_transient(registry, error):
+    engine = RestartingEngine(registry, error)
+    with pytest.raises(errors.DockerEngineUnavailable, match="cannot reach the Docker engine"):
+        push_image(engine.build(), registry_for(registry.host), auth_for(registry.host), engine)
+    assert engine.pushes  # it failed in the push, not before
+
+
+@pytest.mark.parametrize("error", ENGINE_RESTARTS, ids=lambda e: type(e).__name__)
+def test_engine_restart_mid_build_is_transient(error):
+    spec = load_spec(Path(__file__).resolve().parents[1] / "deployments/demo/release.yaml")
+    with pytest.raises(errors.DockerEngineUnavailable, match="to build"):
+        build_image(spec, "1.0.0", {}, RestartingBuilder(error))
+
+
+def test_engine_gone_before_the_push_is_transient(registry):
+    engine = FakeEngine(registry)
+    built = engine.build()
+
+    def refused(image):
+        raise requests.exceptions.ConnectionError("Connection refused")
+
+    engine.inspect_image = refused
+    with pytest.raises(errors.DockerEngineUnavailable):
+        push_image(built, registry_for(registry.host), auth_for(registry.host), engine)

@@ -125,6 +125,29 @@ def test_bad_durations(text):
         parse_duration(text)
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", float("nan"), float("inf"), "1e999",
+                                   10**400])
+def test_duration_that_is_not_finite_is_refused_by_name(value):
+    with pytest.raises(ValueError, match="finite number of seconds"):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize("path, value", [
+    ("analysis.interval", float("nan")),
+    ("analysis.initial_delay", float("inf")),
+    ("analysis.interval", "nan"),
+])
+def test_spec_duration_that_is_not_finite_names_its_field(path, value):
+    assert f"{path}: a duration must be a finite number" in error_of(with_change(path, value))
+
+
+@pytest.mark.parametrize("bound", ["min", "max"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "nan"])
+def test_threshold_that_is_not_finite_names_its_field(bound, value):
+    message = error_of(with_change(f"analysis.metrics.0.threshold.{bound}", value))
+    assert f"analysis.metrics[0].threshold.{bound}: Input should be a finite number" in message
+
+
 def test_spec_without_window_or_tag_policy_releases_any_time_and_ignores_latest():
     spec = parse(demo_data())
     assert spec.window is None and spec.tag_policy.ignore == ["latest"]

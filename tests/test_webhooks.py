@@ -11,6 +11,7 @@ import yaml
 
 from tasks.spec import parse_spec
 from tasks.webhooks import (
+    Claim,
     DeliveryDeduplicator,
     ImagePushed,
     WebhookAuthError,
@@ -282,35 +283,44 @@ def test_empty_configured_secret_authenticates_nobody():
         verify_shared_secret("", "")
 
 
+TS = str(int(NOW) - 10)
+
+
 def test_hmac_signature_is_accepted_with_or_without_prefix():
-    verify_hmac_sha256(BODY, "sha256=" + signed(BODY), SECRET)
-    verify_hmac_sha256(BODY, signed(BODY), SECRET)
-    verify_hmac_sha256(BODY, signed(BODY).upper(), SECRET)
+    for header in ("sha256=" + signed(BODY, timestamp=TS), signed(BODY, timestamp=TS),
+                   signed(BODY, timestamp=TS).upper()):
+        verify_hmac_sha256(BODY, header, SECRET, TS, now=NOW)
 
 
 def test_hmac_signature_over_another_body_is_refused_without_leaking_secrets():
-    expected = signed(BODY)
+    expected = signed(BODY, timestamp=TS)
     with pytest.raises(WebhookAuthError, match="does not match its body") as e:
-        verify_hmac_sha256(BODY + b" ", "sha256=" + expected, SECRET)
-    assert SECRET not in str(e.value) and signed(BODY + b" ") not in str(e.value)
+        verify_hmac_sha256(BODY + b" ", "sha256=" + expected, SECRET, TS, now=NOW)
+    assert SECRET not in str(e.value) and signed(BODY + b" ", timestamp=TS) not in str(e.value)
 
 
 def test_hmac_signature_with_another_secret_is_refused():
     with pytest.raises(WebhookAuthError):
-        verify_hmac_sha256(BODY, signed(BODY, secret="other"), SECRET)
+        verify_hmac_sha256(BODY, signed(BODY, secret="other", timestamp=TS), SECRET, TS, now=NOW)
 
 
 @pytest.mark.parametrize("header", [None, "", "sha256=", "sha256=zz" + "0" * 62, "abc"])
 def test_missing_or_malformed_signature_is_refused(header):
     with pytest.raises(WebhookAuthError):
-        verify_hmac_sha256(BODY, header, SECRET)
+        verify_hmac_sha256(BODY, header, SECRET, TS, now=NOW)
 
 
 def test_timestamped_signature_covers_timestamp_and_body():
-    ts = str(int(NOW) - 10)
-    verify_hmac_sha256(BODY, signed(BODY, timestamp=ts), SECRET, timestamp=ts, now=NOW)
+    verify_hmac_sha256(BODY, signed(BODY, timestamp=TS), SECRET, timestamp=TS, now=NOW)
     with pytest.raises(WebhookAuthError, match="does not match"):  # the body alone is not enough
-        verify_hmac_sha256(BODY, signed(BODY), SECRET, timestamp=ts, now=NOW)
+        verify_hmac_sha256(BODY, signed(BODY), SECRET, timestamp=TS, now=NOW)
+
+
+@pytest.mark.parametrize("timestamp", [None, ""])
+def test_signature_without_a_timestamp_is_refused(timestamp):
+    """An untimed signature would never expire: the delivery could be replayed for ever."""
+    with pytest.raises(WebhookAuthError, match="needs its timestamp"):
+        verify_hmac_sha256(BODY, signed(BODY), SECRET, timestamp, now=NOW)
 
 
 def test_replayed_timestamp_is_refused():
@@ -325,9 +335,13 @@ def test_timestamp_from_the_future_is_refused():
         verify_hmac_sha256(BODY, signed(BODY, timestamp=ts), SECRET, timestamp=ts, now=NOW)
 
 
-def test_timestamp_that_is_not_a_number_is_refused():
-    with pytest.raises(WebhookAuthError, match="not a number"):
-        verify_hmac_sha256(BODY, signed(BODY), SECRET, timestamp="yesterday", now=NOW)
+@pytest.mark.parametrize("timestamp", [
+    "yesterday", "nan", "inf", "-1", "1e9", "9" * 400, " 1780359113", "0x6a1b", "1780359113.",
+])
+def test_timestamp_that_is_not_unix_seconds_is_malformed_not_an_auth_failure(timestamp):
+    with pytest.raises(WebhookError, match="not Unix seconds") as e:
+        verify_hmac_sha256(BODY, signed(BODY, timestamp=timestamp), SECRET, timestamp, now=NOW)
+    assert not isinstance(e.value, WebhookAuthError)
 
 
 # Deduplication.
@@ -341,29 +355,42 @@ class Clock:
         return self.now
 
 
-def test_repeated_delivery_is_seen_before():
+def test_announced_delivery_is_seen_after():
     dedupe = DeliveryDeduplicator(clock=Clock())
     key = delivery_key(parse_distribution(DISTRIBUTION)[0])
-    assert dedupe.seen_before(key) is False
-    assert dedupe.seen_before(key) is True
+    assert dedupe.claim(key) is Claim.NEW
+    dedupe.announced(key)
+    assert dedupe.claim(key) is Claim.SEEN
+
+
+def test_delivery_being_announced_is_in_flight_not_seen():
+    """A registry's retry while Prefect is slow must not be told 'duplicate': the first
+    attempt may still fail."""
+    dedupe = DeliveryDeduplicator(clock=Clock())
+    assert dedupe.claim("a") is Claim.NEW
+    assert dedupe.claim("a") is Claim.IN_FLIGHT
+    dedupe.release("a")  # the first attempt could not announce it
+    assert dedupe.claim("a") is Claim.NEW  # so the next retry does
 
 
 def test_delivery_is_forgotten_after_the_ttl():
     clock = Clock()
     dedupe = DeliveryDeduplicator(ttl_s=60, clock=clock)
-    dedupe.seen_before("a")
+    dedupe.claim("a")
+    dedupe.announced("a")
     clock.now += 59
-    assert dedupe.seen_before("a") is True
-    clock.now += 2  # 61 s after it was first seen
-    assert dedupe.seen_before("a") is False
+    assert dedupe.claim("a") is Claim.SEEN
+    clock.now += 2  # 61 s after it was announced
+    assert dedupe.claim("a") is Claim.NEW
 
 
 def test_oldest_keys_go_when_the_deduplicator_is_full():
     dedupe = DeliveryDeduplicator(max_keys=2, clock=Clock())
     for key in ("a", "b", "c"):
-        dedupe.seen_before(key)
+        dedupe.claim(key)
+        dedupe.announced(key)
     assert len(dedupe) == 2
-    assert dedupe.seen_before("c") is True and dedupe.seen_before("a") is False
+    assert dedupe.claim("c") is Claim.SEEN and dedupe.claim("a") is Claim.NEW
 
 
 def test_same_image_reported_with_another_delivery_id_is_the_same_delivery():
@@ -385,11 +412,10 @@ def test_delivery_key_without_digest_is_the_delivery_id():
     assert delivery_key(with_id) == ("id", "dockerhub", "hub-1")
 
 
-def test_forgotten_key_is_new_again():
-    dedupe = DeliveryDeduplicator(clock=Clock())
-    dedupe.seen_before("a")
-    dedupe.forget("a")
-    assert dedupe.seen_before("a") is False
+@pytest.mark.parametrize("pushed_at", [1e300, float("inf"), float("nan"), -1e20, 10**30])
+def test_dockerhub_push_time_out_of_range_is_left_out_not_a_crash(pushed_at):
+    [event] = parse_dockerhub(changed(DOCKERHUB, "push_data.pushed_at", pushed_at))
+    assert event.event_time is None
 
 
 def test_dockerhub_tag_pushed_again_later_is_a_new_delivery():

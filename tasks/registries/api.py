@@ -35,6 +35,9 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.oci.image.index.v1+json",
 )
+MAX_TAG_PAGES = 1000
+"""Pages of a tag list followed at most: a registry whose Link always names a next page
+would otherwise keep the poller busy for ever."""
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
@@ -124,12 +127,18 @@ class RegistryAPI:
     def tags(self, page_size: int = 1000) -> list[str]:
         """Every tag of the repository (none when it does not exist yet), for the poller.
 
-        Follows the `Link: <...>; rel="next"` pages the distribution spec defines.
+        Follows the `Link: <...>; rel="next"` pages the distribution spec defines, on the
+        registry's own scheme, host and port only (`_next_page`).
         """
         base = self.destination.api_url
         url: str | None = f"{base}/v2/{self.destination.path}/tags/list?n={page_size}"
         tags: list[str] = []
+        pages = 0
         while url:
+            pages += 1
+            if pages > MAX_TAG_PAGES:
+                what = f"sent more than {MAX_TAG_PAGES} pages of tags (a next-page loop?)"
+                raise RegistryError(self._say("tags", what))
             response = self._request("GET", "tags", url)
             if response is None:
                 return tags
@@ -139,8 +148,25 @@ class RegistryAPI:
                 raise RegistryError(self._say("tags", "answered a tag list that is not JSON")) \
                     from None
             match = _NEXT_LINK.search(response.headers.get("Link", ""))
-            url = str(httpx.URL(base).join(match.group(1))) if match else None
+            url = self._next_page(match.group(1)) if match else None
         return tags
+
+    def _next_page(self, link: str) -> str:
+        """The URL a `Link: rel=next` names, resolved against the registry's API.
+
+        The next request carries the registry's credentials, so a page elsewhere (another
+        host, port or scheme: a compromised or misconfigured registry, a proxy's rewrite)
+        is a RegistryError naming it, never a request.
+        """
+        base = httpx.URL(self.destination.api_url)
+        target = base.join(link)
+        if _origin(target) != _origin(base):
+            where = f"{target.scheme}://{target.host}" + (f":{target.port}" if target.port else "")
+            raise RegistryError(self.destination.redact(
+                f"registry {self.destination.registry} sent a next-page link to {where}, "
+                f"outside {_origin_text(base)}: not following it with the registry's credentials"
+            ))
+        return str(target)
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -251,6 +277,18 @@ class RegistryAPI:
             what = f"refused as too large (HTTP 413{reason})"
             raise ImageTooLargeError(self._say(reference, what))
         raise RegistryError(self._say(reference, f"answered HTTP {code}{reason}"))
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _origin_text(url: httpx.URL) -> str:
+    scheme, host, port = _origin(url)
+    return f"{scheme}://{host}:{port}"
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -26,7 +26,11 @@ def validate_target(spec: ReleaseSpec) -> None:
     if spec.target.kind == "swarm":
         from tasks.targets.compose import load_service
 
-        replicas = load_service(spec.target.stack_file, spec.target.service).service.deploy.replicas
+        try:
+            definition = load_service(spec.target.stack_file, spec.target.service)
+        except SpecError as e:
+            raise SpecError(f"target: {e}") from None
+        replicas = definition.service.deploy.replicas
     else:
         raise SpecError(f"target.kind: no target of kind {spec.target.kind!r}")
     if isinstance(spec.strategy, CanaryStrategy):

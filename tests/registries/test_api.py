@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from tasks.errors import (
     ImageTooLargeError,
     RegistryAuthError,
+    RegistryError,
     RegistryUnavailableError,
 )
 from tasks.registries.api import RegistryAPI, retry_after_seconds
@@ -138,6 +139,64 @@ def test_answers_a_bearer_challenge_as_docker_hub_sends_it():
             pytest.raises(RegistryAuthError, match="token service HTTP 401") as e:
         api.digest("1.0.0")
     assert "nope" not in str(e.value)
+
+
+@pytest.mark.parametrize("link, named", [
+    ("https://elsewhere.example/v2/acme/demo/tags/list?last=b", "https://elsewhere.example"),
+    ("//elsewhere.example:8443/v2/acme/demo/tags/list?last=b", "https://elsewhere.example:8443"),
+    ("http://hub.example/v2/acme/demo/tags/list?last=b", "http://hub.example"),
+    ("https://hub.example:444/v2/acme/demo/tags/list?last=b", "https://hub.example:444"),
+])
+def test_next_page_link_off_the_registry_is_refused_and_never_requested(link, named):
+    seen: list[httpx.URL] = []
+
+    def registry(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        return httpx.Response(200, json={"tags": ["a", "b"]},
+                              headers={"Link": f'<{link}>; rel="next"'})
+
+    where = Destination("hub.example", "hub.example", "https://hub.example", "acme/demo",
+                        RegistryAuth("hub.example", "u", SecretStr(PASSWORD)))
+    with RegistryAPI(where, transport=httpx.MockTransport(registry)) as api, \
+            pytest.raises(RegistryError, match="next-page link to " + named) as e:
+        api.tags()
+    assert [url.host for url in seen] == ["hub.example"]
+    assert "outside https://hub.example:443" in str(e.value)
+
+
+def test_next_page_link_on_the_registry_is_followed_with_or_without_its_host():
+    pages = {
+        "/v2/acme/demo/tags/list": ("</v2/acme/demo/tags/list?last=b>", ["a", "b"]),
+        "/v2/acme/demo/tags/list?last=b": (
+            "<https://hub.example:443/v2/acme/demo/tags/list?last=c>", ["c"]),
+        "/v2/acme/demo/tags/list?last=c": (None, ["d"]),
+    }
+
+    def registry(request: httpx.Request) -> httpx.Response:
+        path = request.url.raw_path.decode().replace("?n=1000", "").replace("&n=1000", "")
+        link, tags = pages[path]
+        return httpx.Response(200, json={"tags": tags},
+                              headers={"Link": f'{link}; rel="next"'} if link else {})
+
+    where = Destination("hub.example", "hub.example", "https://hub.example", "acme/demo", None)
+    with RegistryAPI(where, transport=httpx.MockTransport(registry)) as api:
+        assert api.tags() == ["a", "b", "c", "d"]
+
+
+def test_tag_list_whose_next_page_never_ends_is_an_error(monkeypatch):
+    monkeypatch.setattr("tasks.registries.api.MAX_TAG_PAGES", 5)
+    requests: list[httpx.Request] = []
+
+    def registry(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, json={"tags": ["a"]},
+                              headers={"Link": '</v2/acme/demo/tags/list?last=a>; rel="next"'})
+
+    where = Destination("hub.example", "hub.example", "https://hub.example", "acme/demo", None)
+    with RegistryAPI(where, transport=httpx.MockTransport(registry)) as api, \
+            pytest.raises(RegistryError, match="more than 5 pages"):
+        api.tags()
+    assert len(requests) == 5
 
 
 def test_retry_after_reads_seconds_and_dates():

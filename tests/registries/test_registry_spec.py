@@ -56,7 +56,8 @@ def test_each_kind_reads_its_own_options():
     "registry, message",
     [
         ({"url": "http://x"}, "registry.url: String should match pattern"),
-        ({"kind": "quay", "url": "x"}, "registry.kind: 'quay' is not one of 'generic', 'dockerhub', 'ecr'"),
+        ({"kind": "quay", "url": "x"},
+         "registry.kind: 'quay' is not one of 'generic', 'dockerhub', 'ecr'"),
         ({"kind": "ecr", "region": "moon"}, "registry.region: String should match pattern"),
         ({"kind": "ecr", "registry_id": "12"}, "registry.registry_id: String should match"),
         ({"kind": "ecr", "endpoint_url": "127.0.0.1:1"}, "registry.endpoint_url: String should"),
