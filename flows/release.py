@@ -262,7 +262,8 @@ def _release(spec_path, version: str, digest: str, strategy: str, dry_run: bool,
         if request.deferred and scheduled is not None:
             # A release deferred to the opening is judged by when it was scheduled: a busy
             # worker that starts it a few seconds late must not put it off by a day.
-            now = min(now, scheduled)
+            # As a plain datetime: Prefect's own type does not compare with the window's.
+            now = min(now, datetime.fromtimestamp(scheduled.timestamp(), UTC))
         opening = schedule_release(spec.window, now)
         if opening - now > EARLY_START:
             return _defer(spec, request, opening, steps, strategy)
@@ -374,7 +375,7 @@ def _locked(spec: ReleaseSpec, request: Request, steps: StepClock) -> State:
         # Nothing was deployed: the app runs what it ran.
         result.reason = f"{e.__class__.__name__}: {e}"
         log.error("release failed before the deploy: %s", result.reason)
-        return finish(spec, result, steps)
+        return finish(spec, result, steps, request)
     tag_run(digest_tag(pushed.digest), version_tag(version))
     result.digest, result.image = pushed.digest, pushed.reference
     new = Version(version, pushed.reference)
@@ -399,14 +400,7 @@ def _locked(spec: ReleaseSpec, request: Request, steps: StepClock) -> State:
                                                            "restored")
     if ending.outcome is not Outcome.PROMOTED:
         log.warning("%s %s: %s", spec.app, ending.outcome.value, ending.reason)
-    if spec.window is not None:
-        result.window_overrun = overrun_seconds(
-            spec.window, request.admitted_at, datetime.now(UTC)
-        )
-        if result.window_overrun:
-            log.warning("the release ran %.0f s past the end of its upgrade window",
-                        result.window_overrun)
-    return finish(spec, result, steps)
+    return finish(spec, result, steps, request)
 
 
 def _dry_run(
@@ -432,8 +426,17 @@ def _dry_run(
     return finish(spec, result, steps)
 
 
-def finish(spec: ReleaseSpec, result: ReleaseResult, steps: StepClock) -> State:
-    """Close a release or rollback: its step times, artifacts, outcome event and state."""
+def finish(spec: ReleaseSpec, result: ReleaseResult, steps: StepClock,
+           request: Request | None = None) -> State:
+    """Close a release or rollback: its step times, how it kept to its upgrade window (a
+    release that was let in), artifacts, outcome event and state."""
+    if request is not None and spec.window is not None:
+        result.window_overrun = overrun_seconds(
+            spec.window, request.admitted_at, datetime.now(UTC)
+        )
+        if result.window_overrun:
+            get_run_logger().warning("the release ran %.0f s past the end of its upgrade "
+                                     "window", result.window_overrun)
     result.steps = steps.records
     result.seconds = time.monotonic() - steps.origin
     publish_artifacts(spec, result)

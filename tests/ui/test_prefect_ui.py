@@ -133,12 +133,14 @@ def walk_through_release(page, run: Release, state: str, slug: str) -> None:
     expect(header).to_contain_text(name)
     expect(page.get_by_text(state, exact=True).first).to_be_visible()
     tabs.get_by_role("tab", name="Task Runs").click()
-    steps = [f"package {rec['version']}", f"push {rec['version']}", f"deploy {rec['version']}",
-             f"verify {rec['version']}"]
+    steps = [f"package {rec['version']}", f"push {rec['version']}",
+             f"mark the release of {rec['version']}", f"deploy {rec['version']} as stable",
+             f"verify {rec['version']} rolling"]
     if state == "Completed":
         steps.append(f"promote {rec['version']}")
     else:  # the restored version is verified again after the rollback
-        steps.append(f"verify {rec['previous_version']}")
+        steps += [f"roll back to {rec['previous_version']}",
+                  f"verify {rec['previous_version']} restored"]
     task_runs = page.get_by_role("tabpanel", name="Task Runs").locator("[data-slot=card]")
     for step in steps:
         # A task run card names its flow run too: while the list loads, another run's
