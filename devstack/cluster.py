@@ -1,0 +1,814 @@
+"""The Kubernetes test bed: one real node on this machine, from Kubernetes' own Go modules.
+
+`up` builds or reuses the binaries (devstack/kubernetes/build.sh, cached per version outside
+the checkout), then starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler, a
+containerd of its own beside Docker's, kubelet and kube-proxy (iptables mode), waits for the
+node to be Ready and applies Ferryman's identity (devstack.cluster_access). A second `up`
+changes nothing; a component whose command line or configuration changed is restarted.
+`down` removes what `up` made: its processes, the pods' sandboxes (through kubelet, so the
+CNI plugins release their addresses), kube-proxy's rules, its own iptables chains, the
+bridge and dummy interfaces with their routes, mounts and cgroups. Certificates, etcd's
+data and containerd's images stay under `.state/kubernetes/` unless `purge` is asked, so the
+next `up` is warm.
+
+Addresses (all inside 100.64.0.0/14, which Docker's pools never use): pods 100.64.0.0/16
+(this node's 100.64.0.0/24 on the bridge `ferryman-cni0`), services 100.65.0.0/16, and the
+node itself 100.66.0.1 on the dummy interface `ferryman-k8s`. The whole /14 is routed to
+that dummy interface, which drops what it is given, so no packet for these ranges can
+leave the machine; the bridge's /24 is the one more specific route. The API server, the
+kubelet and NodePorts listen on 100.66.0.1 only: the host reaches it, and so do the stack's
+containers (Prometheus) through Docker's gateway bridge; an INPUT rule drops it from any
+other interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from devstack import cluster_pki
+from devstack.cluster_pki import Identity
+from devstack.stack import (  # the stack's process helpers, shared rather than copied
+    Say,
+    StackPaths,
+    _alive,
+    _spawn,
+    _stop,
+    _wait_for,
+)
+from flows import ROOT
+from tasks.errors import StackError
+
+NODE = "ferryman-node"
+NODE_IP = "100.66.0.1"
+ALL_RANGES = "100.64.0.0/14"
+POD_RANGE = "100.64.0.0/16"
+NODE_POD_RANGE = "100.64.0.0/24"
+POD_GATEWAY = "100.64.0.1"
+SERVICE_RANGE = "100.65.0.0/16"
+SERVICE_IP = "100.65.0.1"  # the `kubernetes` Service: the first address of the range
+DUMMY = "ferryman-k8s"
+BRIDGE = "ferryman-cni0"
+DOCKER_GATEWAY_BRIDGE = "docker_gwbridge"  # where the stack's containers reach the host from
+API_PORT = 6443
+API_SERVER = f"https://{NODE_IP}:{API_PORT}"
+ETCD = "http://127.0.0.1:2379"
+ETCD_PEER = "http://127.0.0.1:2380"
+PAUSE_IMAGE = "127.0.0.1:5000/ferryman/pause:1"  # imported into containerd, never pulled
+CNI_BIN = Path("/usr/lib/cni")
+FORWARD_CHAIN = "FERRYMAN-K8S-FORWARD"
+INPUT_CHAIN = "FERRYMAN-K8S-INPUT"
+RULE_COMMENT = "ferryman kubernetes test bed"
+BUILD_SCRIPT = ROOT / "devstack" / "kubernetes" / "build.sh"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+            "kubelet", "kube-proxy", "pause")
+CONTROL_PLANE_PORTS = {"kube-controller-manager": 10257, "kube-scheduler": 10259}
+
+
+@dataclass(frozen=True)
+class ClusterPaths:
+    """Where the test bed keeps its state: `<stack state>/kubernetes/`."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, paths: StackPaths) -> ClusterPaths:
+        return cls(paths.root / "kubernetes")
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def containerd(self) -> Path:
+        return self.root / "containerd"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.containerd / "containerd.sock"
+
+    @property
+    def cni_conf(self) -> Path:
+        return self.root / "cni" / "net.d"
+
+    @property
+    def ipam(self) -> Path:
+        return self.root / "cni" / "ipam"
+
+    @property
+    def kubelet(self) -> Path:
+        return self.root / "kubelet"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.config / "admin.kubeconfig"
+
+    @property
+    def ferryman_kubeconfig(self) -> Path:
+        """The identity Ferryman and its tests use: ServiceAccount `ferryman`, not an admin."""
+        return self.root / "ferryman.kubeconfig"
+
+    @property
+    def record(self) -> Path:
+        return self.root / "cluster.json"
+
+    def load_record(self) -> dict:
+        try:
+            return json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def save_record(self, record: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.record.write_text(json.dumps(record, indent=2))
+
+
+@dataclass
+class Component:
+    """A process of the test bed, how to tell it is ready, and what its settings are."""
+
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    timeout: float = 60
+    files: list[Path] = field(default_factory=list)  # configuration it reads, hashed too
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(json.dumps(self.argv).encode())
+        for f in self.files:
+            h.update(f.read_bytes())
+        return h.hexdigest()
+
+
+# -- small helpers ------------------------------------------------------------------------
+
+
+def _run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    out = subprocess.run(list(args), capture_output=True, text=True, input=input)
+    if check and out.returncode != 0:
+        raise StackError(f"{' '.join(args)} failed:\n{out.stdout}{out.stderr}".strip())
+    return out
+
+
+def _get(url: str, context: ssl.SSLContext | None = None, timeout: float = 2) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except (urllib.error.URLError, OSError):
+        return 0, ""
+
+
+def _admin_tls(cp: ClusterPaths) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(cp.pki / "ca.crt"))
+    context.load_cert_chain(cp.pki / "admin.crt", cp.pki / "admin.key")
+    return context
+
+
+def _local_tls() -> ssl.SSLContext:
+    """For the health ports of controller-manager and scheduler on 127.0.0.1, which serve
+    a certificate they make themselves; only liveness is read through it."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def api_ready(cp: ClusterPaths) -> bool:
+    if not (cp.pki / "admin.crt").exists():
+        return False
+    return _get(f"{API_SERVER}/readyz", _admin_tls(cp))[0] == 200
+
+
+def _ctr(cp: ClusterPaths, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return _run("ctr", "--address", str(cp.containerd_socket), "--namespace", "k8s.io", *args,
+                check=check)
+
+
+def binaries(say: Say) -> Path:
+    """Build the binaries once per machine (about 40 minutes on 2 cores), then reuse them."""
+    cache = Path(os.environ.get("FERRYMAN_K8S_CACHE", "/var/cache/ferryman/kubernetes"))
+    version = version_pinned()
+    folder = cache / version
+    if not all((folder / b).exists() for b in BINARIES):
+        say(f"kubernetes {version}: building the binaries from the Go modules into {folder} "
+            "(once per machine; tens of minutes)")
+    out = subprocess.run(["sh", str(BUILD_SCRIPT)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise StackError(f"{BUILD_SCRIPT} failed:\n{(out.stdout + out.stderr)[-3000:]}")
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def version_pinned() -> str:
+    """The Kubernetes version devstack/kubernetes/go.mod requires."""
+    for line in (BUILD_SCRIPT.parent / "go.mod").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "k8s.io/kubernetes" and parts[1].startswith("v"):
+            return parts[1]
+    raise StackError("devstack/kubernetes/go.mod requires no k8s.io/kubernetes version")
+
+
+# -- certificates and configuration -------------------------------------------------------
+
+
+def _identities() -> list[Identity]:
+    return [
+        Identity("apiserver", "kube-apiserver", ips=(NODE_IP, SERVICE_IP, "127.0.0.1"),
+                 dns=("kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                      "kubernetes.default.svc.cluster.local"), server=True, client=False),
+        # The API server's client identity towards kubelets (logs, exec, port-forward).
+        Identity("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                 groups=("system:masters",)),
+        Identity("admin", "ferryman-stack-admin", groups=("system:masters",)),
+        Identity("controller-manager", "system:kube-controller-manager"),
+        Identity("scheduler", "system:kube-scheduler"),
+        Identity("kube-proxy", "system:kube-proxy"),
+        Identity("node", f"system:node:{NODE}", groups=("system:nodes",)),
+        Identity("kubelet-serving", NODE, ips=(NODE_IP,), dns=(NODE,), server=True,
+                 client=False),
+    ]
+
+
+def _write(file: Path, text: str) -> Path:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    if not file.exists() or file.read_text() != text:
+        file.write_text(text)
+    return file
+
+
+def _component_kubeconfig(cp: ClusterPaths, name: str) -> Path:
+    file = cp.config / f"{name}.kubeconfig"
+    cluster_pki.write_kubeconfig(file, cluster_pki.kubeconfig(
+        API_SERVER, str(cp.pki / "ca.crt"),
+        {"client-certificate": str(cp.pki / f"{name}.crt"),
+         "client-key": str(cp.pki / f"{name}.key")},
+    ))
+    return file
+
+
+def containerd_config(cp: ClusterPaths) -> str:
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    state = cp.containerd / "state"
+    return f"""\
+# A containerd of the test bed's own beside Docker's: its own socket, root and state.
+version = 2
+root = "{cp.containerd / 'root'}"
+state = "{state}"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+                    "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]
+
+[grpc]
+  address = "{cp.containerd_socket}"
+
+[ttrpc]
+  address = "{cp.containerd_socket}.ttrpc"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{cp.containerd / 'opt'}"
+
+[{cri}]
+  sandbox_image = "{PAUSE_IMAGE}"
+  # The sandbox may not lower OOM scores: clamp what a container asks for to ours.
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+
+[{cri}.containerd]
+  snapshotter = "overlayfs"
+  default_runtime_name = "runc"
+
+[{cri}.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[{cri}.containerd.runtimes.runc.options]
+  SystemdCgroup = false
+  Root = "{state / 'runc'}"
+
+[{cri}.cni]
+  bin_dir = "{CNI_BIN}"
+  conf_dir = "{cp.cni_conf}"
+  max_conf_num = 1
+
+[{cri}.registry]
+  config_path = "{cp.containerd / 'certs.d'}"
+"""
+
+
+def registry_hosts() -> str:
+    """The stack's registry speaks plain HTTP on loopback; pods' pulls go there, nowhere else."""
+    from devstack.stack import REGISTRY
+
+    return (f'server = "http://{REGISTRY}"\n\n[host."http://{REGISTRY}"]\n'
+            '  capabilities = ["pull", "resolve"]\n')
+
+
+def cni_config(cp: ClusterPaths) -> str:
+    return json.dumps({
+        "cniVersion": "0.4.0",
+        "name": "ferryman",
+        "plugins": [
+            {
+                "type": "bridge", "bridge": BRIDGE, "isGateway": True, "hairpinMode": True,
+                # Pods talk to each other, the node and the stack's containers only; nothing
+                # of theirs is masqueraded out of the machine.
+                "ipMasq": False,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": NODE_POD_RANGE, "gateway": POD_GATEWAY}]],
+                    "dataDir": str(cp.ipam),
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }, indent=2)
+
+
+def kubelet_config(cp: ClusterPaths) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": NODE_IP,
+        "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": 10248,
+        "tlsCertFile": str(cp.pki / "kubelet-serving.crt"),
+        "tlsPrivateKeyFile": str(cp.pki / "kubelet-serving.key"),
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(cp.pki / "ca.crt")},
+        },
+        "authorization": {"mode": "Webhook"},
+        "containerRuntimeEndpoint": f"unix://{cp.containerd_socket}",
+        "cgroupDriver": "cgroupfs",  # as containerd's runc (SystemdCgroup = false)
+        # These machines mount cgroup v1, which kubelet refuses from 1.35 on unless told.
+        "failCgroupV1": False,
+        # The sandbox may not lower OOM scores (the default is -999).
+        "oomScoreAdj": 0,
+        "failSwapOn": False,
+        "clusterDomain": "cluster.local",
+        "resolvConf": "/etc/resolv.conf",
+        "maxPods": 50,
+        "serializeImagePulls": False,
+        # A test bed on a shared disk: evict nothing for disk space others use.
+        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "2%",
+                         "imagefs.available": "2%", "nodefs.inodesFree": "2%"},
+        "imageGCHighThresholdPercent": 95,
+        "imageGCLowThresholdPercent": 90,
+    }, sort_keys=False)
+
+
+def kube_proxy_config(cp: ClusterPaths, kubeconfig: Path) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": "iptables",  # no IPVS in this kernel
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "hostnameOverride": NODE,
+        "clusterCIDR": POD_RANGE,
+        "bindAddress": NODE_IP,
+        "healthzBindAddress": "127.0.0.1:10256",
+        "metricsBindAddress": "127.0.0.1:10249",
+        "nodePortAddresses": [f"{NODE_IP}/32"],
+        "oomScoreAdj": 0,
+        # Leave the machine's conntrack sysctls and route_localnet as they are.
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
+                      "tcpCloseWaitTimeout": "0s"},
+        "iptables": {"localhostNodePorts": False},
+    }, sort_keys=False)
+
+
+def components(cp: ClusterPaths, bin_dir: Path) -> list[Component]:
+    """Every process of the test bed, in the order `up` starts them."""
+    pki = cp.pki
+    b = {name: str(bin_dir / name) for name in BINARIES}
+    kcm_config = _component_kubeconfig(cp, "controller-manager")
+    scheduler_config = _component_kubeconfig(cp, "scheduler")
+    node_config = _component_kubeconfig(cp, "node")
+    proxy_kubeconfig = _component_kubeconfig(cp, "kube-proxy")
+    _component_kubeconfig(cp, "admin")
+    containerd_toml = _write(cp.config / "containerd.toml", containerd_config(cp))
+    _write(cp.containerd / "certs.d" / "127.0.0.1:5000" / "hosts.toml", registry_hosts())
+    cni = _write(cp.cni_conf / "10-ferryman.conflist", cni_config(cp))
+    kubelet_yaml = _write(cp.config / "kubelet.yaml", kubelet_config(cp))
+    proxy_yaml = _write(cp.config / "kube-proxy.yaml", kube_proxy_config(cp, proxy_kubeconfig))
+
+    def health(port: int) -> Callable[[], bool]:
+        return lambda: _get(f"https://127.0.0.1:{port}/healthz", _local_tls())[0] == 200
+
+    def etcd_healthy() -> bool:
+        status, body = _get(f"{ETCD}/health")
+        return status == 200 and '"health":"true"' in body.replace(" ", "")
+
+    return [
+        Component("etcd", [
+            b["etcd"], "--name", "ferryman", "--data-dir", str(cp.root / "etcd"),
+            "--listen-client-urls", ETCD, "--advertise-client-urls", ETCD,
+            "--listen-peer-urls", ETCD_PEER, "--initial-advertise-peer-urls", ETCD_PEER,
+            "--initial-cluster", f"ferryman={ETCD_PEER}", "--log-level", "warn",
+        ], etcd_healthy, 60),
+        Component("kube-apiserver", [
+            b["kube-apiserver"],
+            "--bind-address", NODE_IP, "--advertise-address", NODE_IP,
+            "--secure-port", str(API_PORT),
+            "--etcd-servers", ETCD,
+            "--service-cluster-ip-range", SERVICE_RANGE,
+            "--tls-cert-file", str(pki / "apiserver.crt"),
+            "--tls-private-key-file", str(pki / "apiserver.key"),
+            "--client-ca-file", str(pki / "ca.crt"),
+            "--kubelet-client-certificate", str(pki / "apiserver-kubelet-client.crt"),
+            "--kubelet-client-key", str(pki / "apiserver-kubelet-client.key"),
+            "--kubelet-certificate-authority", str(pki / "ca.crt"),
+            "--kubelet-preferred-address-types", "InternalIP",
+            "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+            "--service-account-key-file", str(pki / "sa.pub"),
+            "--service-account-signing-key-file", str(pki / "sa.key"),
+            "--authorization-mode", "Node,RBAC",
+            "--enable-admission-plugins", "NodeRestriction",
+            "--allow-privileged", "true",
+            "--profiling=false",
+            "--v", "1",
+        ], lambda: api_ready(cp), 120),
+        Component("kube-controller-manager", [
+            b["kube-controller-manager"],
+            "--kubeconfig", str(kcm_config),
+            "--authentication-kubeconfig", str(kcm_config),
+            "--authorization-kubeconfig", str(kcm_config),
+            "--bind-address", "127.0.0.1",
+            "--cert-dir", str(cp.root / "controller-manager"),
+            "--leader-elect=false",
+            "--use-service-account-credentials=true",
+            "--service-account-private-key-file", str(pki / "sa.key"),
+            "--root-ca-file", str(pki / "ca.crt"),
+            "--cluster-cidr", POD_RANGE,
+            "--service-cluster-ip-range", SERVICE_RANGE,
+            "--profiling=false",
+            "--v", "1",
+        ], health(CONTROL_PLANE_PORTS["kube-controller-manager"]), 60),
+        Component("kube-scheduler", [
+            b["kube-scheduler"],
+            "--kubeconfig", str(scheduler_config),
+            "--authentication-kubeconfig", str(scheduler_config),
+            "--authorization-kubeconfig", str(scheduler_config),
+            "--bind-address", "127.0.0.1",
+            "--cert-dir", str(cp.root / "scheduler"),
+            "--leader-elect=false",
+            "--profiling=false",
+            "--v", "1",
+        ], health(CONTROL_PLANE_PORTS["kube-scheduler"]), 60),
+        Component("containerd", [
+            shutil.which("containerd") or "containerd", "--config", str(containerd_toml),
+        ], lambda: _ctr(cp, "version", check=False).returncode == 0, 30,
+            [containerd_toml, cni]),
+        Component("kubelet", [
+            b["kubelet"],
+            "--config", str(kubelet_yaml),
+            "--kubeconfig", str(node_config),
+            "--root-dir", str(cp.kubelet),
+            "--hostname-override", NODE,
+            "--node-ip", NODE_IP,
+            "--v", "1",
+        ], lambda: _get("http://127.0.0.1:10248/healthz")[0] == 200, 90, [kubelet_yaml]),
+        Component("kube-proxy", [
+            b["kube-proxy"], "--config", str(proxy_yaml), "--v", "1",
+        ], lambda: _get("http://127.0.0.1:10256/healthz")[0] == 200, 90, [proxy_yaml]),
+    ]
+
+
+# -- the host's network ---------------------------------------------------------------------
+
+
+def _link_exists(name: str) -> bool:
+    return _run("ip", "link", "show", name, check=False).returncode == 0
+
+
+def ensure_routes(say: Say) -> None:
+    """The dummy interface holding the node's address, and the test bed's ranges routed to it."""
+    if not _link_exists(DUMMY):
+        _run("ip", "link", "add", DUMMY, "type", "dummy")
+    addresses = _run("ip", "-o", "addr", "show", "dev", DUMMY).stdout
+    if f" {NODE_IP}/32 " not in addresses:
+        _run("ip", "addr", "add", f"{NODE_IP}/32", "dev", DUMMY)
+    _run("ip", "link", "set", DUMMY, "up")
+    _run("ip", "route", "replace", ALL_RANGES, "dev", DUMMY)
+    say(f"routes: {ALL_RANGES} on {DUMMY} (node {NODE_IP}; pods {POD_RANGE}, "
+        f"services {SERVICE_RANGE}), nothing leaves the machine")
+
+
+def _iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return _run("iptables", "-w", *args, check=check)
+
+
+def _ensure_rule(chain: str, *rule: str, position: int | None = None) -> None:
+    if _iptables("-C", chain, *rule, check=False).returncode != 0:
+        if position is None:
+            _iptables("-A", chain, *rule)
+        else:
+            _iptables("-I", chain, str(position), *rule)
+
+
+def _forward_rules() -> list[list[str]]:
+    """What may cross the host between the pods' bridge and anything else."""
+    return [
+        ["-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"],  # pod to pod (and to itself via a Service)
+        # The stack's containers (Prometheus) scrape pods; the pods answer.
+        ["-i", DOCKER_GATEWAY_BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"],
+        ["-i", BRIDGE, "-o", DOCKER_GATEWAY_BRIDGE, "-m", "conntrack",
+         "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+        ["-i", BRIDGE, "-j", "DROP"],  # pods reach nothing else: no packet leaves
+        ["-o", BRIDGE, "-j", "DROP"],
+    ]
+
+
+def _input_rules() -> list[list[str]]:
+    """The node's address answers loopback, the pods and the stack's containers only."""
+    return [
+        ["-i", "lo", "-j", "RETURN"],
+        ["-i", BRIDGE, "-j", "RETURN"],
+        ["-i", DOCKER_GATEWAY_BRIDGE, "-j", "RETURN"],
+        ["-j", "DROP"],
+    ]
+
+
+def _jumps() -> list[tuple[str, list[str]]]:
+    comment = ["-m", "comment", "--comment", RULE_COMMENT]
+    return [
+        ("FORWARD", [*comment, "-j", FORWARD_CHAIN]),
+        ("INPUT", ["-d", ALL_RANGES, *comment, "-j", INPUT_CHAIN]),
+    ]
+
+
+def ensure_firewall(say: Say) -> None:
+    """Docker's FORWARD policy is DROP; the test bed's own chains say what pods may do."""
+    for chain, rules in ((FORWARD_CHAIN, _forward_rules()), (INPUT_CHAIN, _input_rules())):
+        if _iptables("-S", chain, check=False).returncode != 0:
+            _iptables("-N", chain)
+        current = _iptables("-S", chain).stdout.splitlines()[1:]
+        wanted = [" ".join(["-A", chain, *r]) for r in rules]
+        if current != wanted:
+            _iptables("-F", chain)
+            for rule in rules:
+                _iptables("-A", chain, *rule)
+    for chain, jump in _jumps():
+        _ensure_rule(chain, *jump, position=1)
+    say(f"iptables: chains {FORWARD_CHAIN}, {INPUT_CHAIN} (pods <-> pods, "
+        f"{DOCKER_GATEWAY_BRIDGE} -> pods; nothing else)")
+
+
+def remove_firewall(say: Say) -> None:
+    removed = False
+    for chain, jump in _jumps():
+        while _iptables("-D", chain, *jump, check=False).returncode == 0:
+            removed = True
+    for chain in (FORWARD_CHAIN, INPUT_CHAIN):
+        if _iptables("-S", chain, check=False).returncode == 0:
+            _iptables("-F", chain)
+            _iptables("-X", chain)
+            removed = True
+    if removed:
+        say(f"iptables: {FORWARD_CHAIN}, {INPUT_CHAIN} and their jumps removed")
+
+
+# -- containerd's sandbox image -----------------------------------------------------------
+
+
+def ensure_pause_image(cp: ClusterPaths, bin_dir: Path, say: Say) -> None:
+    """A FROM scratch image around the pause binary, imported straight into containerd."""
+    if PAUSE_IMAGE in _ctr(cp, "images", "ls", "-q").stdout.split():
+        say(f"sandbox image {PAUSE_IMAGE}: present")
+        return
+    import docker
+
+    context = cp.root / "images" / "pause"
+    context.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(bin_dir / "pause", context / "pause")
+    (context / "Dockerfile").write_text(
+        'FROM scratch\nCOPY pause /pause\nUSER 65535\nENTRYPOINT ["/pause"]\n'
+    )
+    client = docker.from_env(timeout=120)
+    image, _ = client.images.build(path=str(context), tag=PAUSE_IMAGE, rm=True)
+    archive = context / "pause.tar"
+    with open(archive, "wb") as out:
+        for chunk in image.save(named=True):
+            out.write(chunk)
+    _ctr(cp, "images", "import", str(archive))
+    archive.unlink()
+    say(f"sandbox image {PAUSE_IMAGE}: built FROM scratch and imported into containerd")
+
+
+# -- the commands -------------------------------------------------------------------------
+
+
+def _preflight() -> None:
+    if os.geteuid() != 0:
+        raise StackError("the Kubernetes test bed needs root (network, cgroups, mounts)")
+    for tool in ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "ip", "iptables",
+                 "conntrack"):
+        if shutil.which(tool) is None:
+            raise StackError(f"{tool} is not installed; run `make setup` (as root on Debian)")
+    for plugin in ("bridge", "host-local", "loopback", "portmap"):
+        if not (CNI_BIN / plugin).exists():
+            raise StackError(f"CNI plugin {CNI_BIN / plugin} is missing; run `make setup`")
+    if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
+        _run("modprobe", "br_netfilter", check=False)
+        if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
+            raise StackError("the kernel has no br_netfilter: kube-proxy cannot see pod traffic")
+
+
+def _ensure_component(c: Component, cp: ClusterPaths, record: dict, say: Say) -> None:
+    pids, prints = record.setdefault("pids", {}), record.setdefault("fingerprints", {})
+    fingerprint = c.fingerprint()
+    pid = pids.get(c.name)
+    if _alive(pid):
+        if prints.get(c.name) == fingerprint:
+            say(f"{c.name}: running (pid {pid})")
+            return
+        _stop(pids.pop(c.name), f"{c.name} (configuration changed)", say)
+    elif c.ready():
+        raise StackError(f"{c.name}: something this stack did not start already answers "
+                         "on its port; stop it first")
+    log = cp.logs / f"{c.name}.log"
+    pids[c.name] = _spawn(c.argv, log)
+    prints[c.name] = fingerprint
+    cp.save_record(record)
+    started = time.monotonic()
+    _wait_for(c.name, lambda: c.ready() or not _alive(pids[c.name]), c.timeout, log)
+    if not _alive(pids[c.name]):
+        tail = log.read_text(errors="replace")[-2500:] if log.exists() else ""
+        raise StackError(f"{c.name} exited at start; the end of {log}:\n{tail}")
+    say(f"{c.name}: started in {time.monotonic() - started:.1f}s (pid {pids[c.name]}, "
+        f"log {log})")
+
+
+def up(say: Say = print, paths: StackPaths | None = None) -> None:
+    """Bring the test bed up (idempotent); raises StackError naming what did not start."""
+    from devstack import cluster_access
+
+    paths = paths or StackPaths.default()
+    cp = ClusterPaths.of(paths)
+    _preflight()
+    started = time.monotonic()
+    bin_dir = binaries(say)
+    say(f"kubernetes {version_pinned()}: binaries in {bin_dir}")
+    cp.logs.mkdir(parents=True, exist_ok=True)
+    cluster_pki.ensure_pki(cp.pki, _identities())
+    record = cp.load_record()
+    record["bin_dir"] = str(bin_dir)
+    try:
+        ensure_routes(say)
+        ensure_firewall(say)
+        everything = components(cp, bin_dir)
+        for c in everything:
+            _ensure_component(c, cp, record, say)
+            if c.name == "containerd":
+                ensure_pause_image(cp, bin_dir, say)
+        cluster_access.wait_for_node(cp, say)
+        cluster_access.ensure(cp, paths, say)
+    finally:
+        cp.save_record(record)
+    say(f"kubernetes: up in {time.monotonic() - started:.1f}s; "
+        f"KUBECONFIG={cp.ferryman_kubeconfig} (ServiceAccount ferryman)")
+
+
+def is_up(paths: StackPaths) -> bool:
+    """True when `up` started the test bed and its API server answers."""
+    cp = ClusterPaths.of(paths)
+    return bool(cp.load_record().get("pids")) and api_ready(cp)
+
+
+def status(say: Say = print, paths: StackPaths | None = None) -> list[tuple[str, bool, str]]:
+    """The test bed's components as (name, ok, detail) rows; none when `up` never ran."""
+    paths = paths or StackPaths.default()
+    cp = ClusterPaths.of(paths)
+    pids = cp.load_record().get("pids", {})
+    if not pids:
+        return []
+    rows = []
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                 "containerd", "kubelet", "kube-proxy"):
+        pid = pids.get(name)
+        rows.append((f"k8s {name}", _alive(pid), f"pid {pid}" if pid else "not started"))
+    if api_ready(cp):
+        from devstack import cluster_access
+
+        rows.append(cluster_access.node_row(cp))
+    else:
+        rows.append(("k8s api", False, API_SERVER))
+    return rows
+
+
+def _leftover_shims(cp: ClusterPaths) -> list[int]:
+    """Shims our containerd started (they name its socket in their argv)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"containerd-shim" in argv[0] and str(cp.containerd_socket).encode() in argv:
+                pids.append(int(proc.name))
+    return pids
+
+
+def _mounts_under(root: Path) -> list[str]:
+    mounts = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4].replace("\\040", " ")
+            if point == str(root) or point.startswith(f"{root}/"):
+                mounts.append(point)
+    return sorted(mounts, key=len, reverse=True)
+
+
+def _remove_cgroups(say: Say) -> None:
+    """kubelet's QoS and pod cgroups (cgroupfs driver), deepest first."""
+    removed = 0
+    for top in Path("/sys/fs/cgroup").glob("*/kubepods"):
+        for directory in sorted((p for p in top.rglob("*") if p.is_dir()),
+                                key=lambda p: len(p.parts), reverse=True) + [top]:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+                removed += 1
+    if removed:
+        say(f"cgroups: {removed} kubepods cgroups removed")
+
+
+def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False) -> None:
+    """Remove what `up` made; `purge` also deletes certificates, etcd data and images."""
+    from devstack import cluster_access
+
+    paths = paths or StackPaths.default()
+    cp = ClusterPaths.of(paths)
+    record = cp.load_record()
+    pids = record.get("pids", {})
+    if pids:
+        # Nothing may re-create pods while kubelet tears them down (and releases their
+        # addresses through the CNI plugins).
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            _stop(pids.pop(name, None), name, say)
+        if api_ready(cp) and _alive(pids.get("kubelet")):
+            cluster_access.delete_all_pods(cp, say)
+        _stop(pids.pop("kubelet", None), "kubelet", say)
+        _stop(pids.pop("kube-proxy", None), "kube-proxy", say)
+        bin_dir = Path(record.get("bin_dir", "")) if record.get("bin_dir") else None
+        proxy = bin_dir / "kube-proxy" if bin_dir else None
+        if proxy and proxy.exists():
+            _run(str(proxy), "--cleanup", "--v", "0", check=False)
+            say("kube-proxy: its iptables rules cleaned up (kube-proxy --cleanup)")
+        if _alive(pids.get("containerd")):
+            for task in _ctr(cp, "tasks", "ls", "-q", check=False).stdout.split():
+                _ctr(cp, "tasks", "kill", "--signal", "SIGKILL", task, check=False)
+                time.sleep(0.2)
+                _ctr(cp, "tasks", "delete", task, check=False)
+        _stop(pids.pop("containerd", None), "containerd", say)
+        for pid in _leftover_shims(cp):
+            _stop(pid, "containerd shim", say, grace=5)
+        _stop(pids.pop("kube-apiserver", None), "kube-apiserver", say)
+        _stop(pids.pop("etcd", None), "etcd", say)
+    for point in _mounts_under(cp.root):
+        _run("umount", point, check=False)
+        if point in _mounts_under(cp.root):
+            _run("umount", "-l", point, check=False)
+    _remove_cgroups(say)
+    for link in (BRIDGE, DUMMY):
+        if _link_exists(link):
+            _run("ip", "link", "delete", link)
+            say(f"interface {link}: removed (with its routes)")
+    remove_firewall(say)
+    shutil.rmtree(cp.ipam, ignore_errors=True)
+    shutil.rmtree(cp.containerd / "state", ignore_errors=True)
+    record.pop("fingerprints", None)
+    if cp.root.exists():
+        cp.save_record(record)
+    if purge and cp.root.exists():
+        left = _mounts_under(cp.root)
+        if left:
+            raise StackError(f"not purging {cp.root}: still mounted under it: {left}")
+        shutil.rmtree(cp.root)
+        say(f"kubernetes state {cp.root}: removed")
