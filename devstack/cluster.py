@@ -13,9 +13,10 @@ next `up` is warm.
 
 Addresses (all inside 100.64.0.0/14, which Docker's pools never use): pods 100.64.0.0/16
 (this node's 100.64.0.0/24 on the bridge `ferryman-cni0`), services 100.65.0.0/16, and the
-node itself 100.66.0.1 on the dummy interface `ferryman-k8s`. The whole /14 is routed to
-that dummy interface, which drops what it is given, so no packet for these ranges can
-leave the machine; the bridge's /24 is the one more specific route. The API server, the
+node itself 100.66.0.1 on the interface `ferryman-k8s`. The whole /14 is routed to that
+interface, a bridge with no ports (this kernel has no dummy interfaces): it has nowhere to
+send a packet and drops it, so no packet for these ranges can leave the machine. The pods'
+bridge's /24 is the one more specific route. The API server, the
 kubelet and NodePorts listen on 100.66.0.1 only: the host reaches it, and so do the stack's
 containers (Prometheus) through Docker's gateway bridge; an INPUT rule drops it from any
 other interface.
@@ -60,7 +61,7 @@ NODE_POD_RANGE = "100.64.0.0/24"
 POD_GATEWAY = "100.64.0.1"
 SERVICE_RANGE = "100.65.0.0/16"
 SERVICE_IP = "100.65.0.1"  # the `kubernetes` Service: the first address of the range
-DUMMY = "ferryman-k8s"
+NULL_BRIDGE = "ferryman-k8s"
 BRIDGE = "ferryman-cni0"
 DOCKER_GATEWAY_BRIDGE = "docker_gwbridge"  # where the stack's containers reach the host from
 API_PORT = 6443
@@ -509,15 +510,18 @@ def _link_exists(name: str) -> bool:
 
 
 def ensure_routes(say: Say) -> None:
-    """The dummy interface holding the node's address, and the test bed's ranges routed to it."""
-    if not _link_exists(DUMMY):
-        _run("ip", "link", "add", DUMMY, "type", "dummy")
-    addresses = _run("ip", "-o", "addr", "show", "dev", DUMMY).stdout
+    """The port-less bridge holding the node's address, and the test bed's ranges routed to it.
+
+    Not a blackhole route: the host's own connections to a Service address need a route
+    through a device, or connect() fails before kube-proxy's DNAT rule ever sees them."""
+    if not _link_exists(NULL_BRIDGE):
+        _run("ip", "link", "add", NULL_BRIDGE, "type", "bridge")
+    addresses = _run("ip", "-o", "addr", "show", "dev", NULL_BRIDGE).stdout
     if f" {NODE_IP}/32 " not in addresses:
-        _run("ip", "addr", "add", f"{NODE_IP}/32", "dev", DUMMY)
-    _run("ip", "link", "set", DUMMY, "up")
-    _run("ip", "route", "replace", ALL_RANGES, "dev", DUMMY)
-    say(f"routes: {ALL_RANGES} on {DUMMY} (node {NODE_IP}; pods {POD_RANGE}, "
+        _run("ip", "addr", "add", f"{NODE_IP}/32", "dev", NULL_BRIDGE)
+    _run("ip", "link", "set", NULL_BRIDGE, "up")
+    _run("ip", "route", "replace", ALL_RANGES, "dev", NULL_BRIDGE)
+    say(f"routes: {ALL_RANGES} on {NULL_BRIDGE} (node {NODE_IP}; pods {POD_RANGE}, "
         f"services {SERVICE_RANGE}), nothing leaves the machine")
 
 
@@ -619,6 +623,7 @@ def ensure_pause_image(cp: ClusterPaths, bin_dir: Path, say: Say) -> None:
             out.write(chunk)
     _ctr(cp, "images", "import", str(archive))
     archive.unlink()
+    client.images.remove(image.id, force=True)  # Docker only carried it; containerd keeps it
     say(f"sandbox image {PAUSE_IMAGE}: built FROM scratch and imported into containerd")
 
 
@@ -636,7 +641,8 @@ def _preflight() -> None:
         if not (CNI_BIN / plugin).exists():
             raise StackError(f"CNI plugin {CNI_BIN / plugin} is missing; run `make setup`")
     if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
-        _run("modprobe", "br_netfilter", check=False)
+        if shutil.which("modprobe"):
+            _run("modprobe", "br_netfilter", check=False)
         if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
             raise StackError("the kernel has no br_netfilter: kube-proxy cannot see pod traffic")
 
@@ -796,7 +802,7 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
         if point in _mounts_under(cp.root):
             _run("umount", "-l", point, check=False)
     _remove_cgroups(say)
-    for link in (BRIDGE, DUMMY):
+    for link in (BRIDGE, NULL_BRIDGE):
         if _link_exists(link):
             _run("ip", "link", "delete", link)
             say(f"interface {link}: removed (with its routes)")
