@@ -76,6 +76,10 @@ RULE_COMMENT = "ferryman kubernetes test bed"
 BUILD_SCRIPT = ROOT / "devstack" / "kubernetes" / "build.sh"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
             "kubelet", "kube-proxy", "pause")
+# kubelet sets these to its own values when it starts (protectKernelDefaults: false) and has
+# no way to leave them; `up` notes the machine's values first and `down` puts them back.
+KERNEL_TUNABLES = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic",
+                   "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
 CONTROL_PLANE_PORTS = {"kube-controller-manager": 10257, "kube-scheduler": 10259}
 
 
@@ -647,6 +651,20 @@ def _preflight() -> None:
             raise StackError("the kernel has no br_netfilter: kube-proxy cannot see pod traffic")
 
 
+def _note_kernel_tunables(record: dict) -> None:
+    if "sysctls" not in record:
+        record["sysctls"] = {k: Path("/proc/sys", k).read_text().strip() for k in KERNEL_TUNABLES}
+
+
+def _restore_kernel_tunables(record: dict, say: Say) -> None:
+    for key, value in record.pop("sysctls", {}).items():
+        file = Path("/proc/sys", key)
+        with contextlib.suppress(OSError):
+            if file.read_text().strip() != value:
+                file.write_text(value)
+                say(f"sysctl {key.replace('/', '.')}: restored to {value} (kubelet had set it)")
+
+
 def _ensure_component(c: Component, cp: ClusterPaths, record: dict, say: Say) -> None:
     pids, prints = record.setdefault("pids", {}), record.setdefault("fingerprints", {})
     fingerprint = c.fingerprint()
@@ -691,6 +709,8 @@ def up(say: Say = print, paths: StackPaths | None = None) -> None:
         ensure_firewall(say)
         everything = components(cp, bin_dir)
         for c in everything:
+            if c.name == "kubelet":
+                _note_kernel_tunables(record)
             _ensure_component(c, cp, record, say)
             if c.name == "containerd":
                 ensure_pause_image(cp, bin_dir, say)
@@ -802,6 +822,7 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
         if point in _mounts_under(cp.root):
             _run("umount", "-l", point, check=False)
     _remove_cgroups(say)
+    _restore_kernel_tunables(record, say)
     for link in (BRIDGE, NULL_BRIDGE):
         if _link_exists(link):
             _run("ip", "link", "delete", link)
