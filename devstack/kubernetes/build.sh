@@ -9,8 +9,13 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-export PATH="$PATH:/usr/local/go/bin"
+# Kubernetes 1.35 needs Go 1.25 or later: /usr/local/go's before Debian 12's golang-go (1.19).
+export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null || { echo "build.sh: go is not installed" >&2; exit 1; }
+if ! go list -m >/dev/null 2>&1; then
+    echo "build.sh: $(go version) cannot build this module (Go 1.25 or later needed)" >&2
+    exit 1
+fi
 
 version=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2}' go.mod)
 [ -n "$version" ] || { echo "build.sh: no k8s.io/kubernetes version in go.mod" >&2; exit 1; }
