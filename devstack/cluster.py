@@ -74,6 +74,7 @@ FORWARD_CHAIN = "FERRYMAN-K8S-FORWARD"
 INPUT_CHAIN = "FERRYMAN-K8S-INPUT"
 RULE_COMMENT = "ferryman kubernetes test bed"
 BUILD_SCRIPT = ROOT / "devstack" / "kubernetes" / "build.sh"
+PROMETHEUS_BUILD_SCRIPT = ROOT / "devstack" / "prometheus" / "build.sh"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
             "kubelet", "kube-proxy", "pause")
 # kubelet sets these to its own values when it starts (protectKernelDefaults: false) and has
@@ -212,6 +213,29 @@ def _ctr(cp: ClusterPaths, *args: str, check: bool = True) -> subprocess.Complet
                 check=check)
 
 
+def _build(script: Path) -> Path:
+    out = subprocess.run(["sh", str(script)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise StackError(f"{script} failed:\n{(out.stdout + out.stderr)[-3000:]}")
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def prometheus_build(say: Say) -> Path:
+    """Prometheus from its Go module (devstack/prometheus): Debian 12's has no Kubernetes
+    discovery. The stack's Prometheus container runs it while the test bed is up."""
+    folder = _build(PROMETHEUS_BUILD_SCRIPT)
+    say(f"prometheus with Kubernetes discovery: {folder / 'prometheus'}")
+    return folder / "prometheus"
+
+
+def prometheus_binary(paths: StackPaths) -> Path | None:
+    """The Prometheus the stack's container should run: this one while the test bed is up."""
+    built = ClusterPaths.of(paths).load_record().get("prometheus")
+    if built and Path(built).exists() and is_up(paths):
+        return Path(built)
+    return None
+
+
 def binaries(say: Say) -> Path:
     """Build the binaries once per machine (about 40 minutes on 2 cores), then reuse them."""
     cache = Path(os.environ.get("FERRYMAN_K8S_CACHE", "/var/cache/ferryman/kubernetes"))
@@ -220,10 +244,7 @@ def binaries(say: Say) -> Path:
     if not all((folder / b).exists() for b in BINARIES):
         say(f"kubernetes {version}: building the binaries from the Go modules into {folder} "
             "(once per machine; tens of minutes)")
-    out = subprocess.run(["sh", str(BUILD_SCRIPT)], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise StackError(f"{BUILD_SCRIPT} failed:\n{(out.stdout + out.stderr)[-3000:]}")
-    return Path(out.stdout.strip().splitlines()[-1])
+    return _build(BUILD_SCRIPT)
 
 
 def version_pinned() -> str:
@@ -704,6 +725,7 @@ def up(say: Say = print, paths: StackPaths | None = None) -> None:
     cluster_pki.ensure_pki(cp.pki, _identities())
     record = cp.load_record()
     record["bin_dir"] = str(bin_dir)
+    record["prometheus"] = str(prometheus_build(say))
     try:
         ensure_routes(say)
         ensure_firewall(say)

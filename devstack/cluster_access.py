@@ -233,16 +233,20 @@ def prometheus_jobs(paths: StackPaths, config_dir: Path) -> list[dict]:
     (files / "ca.crt").write_text((cp.pki / "ca.crt").read_text())
     (files / "token").touch(mode=0o600)
     (files / "token").write_text(token)
-    inside = "/etc/prometheus/kubernetes"  # where the container mounts config_dir
-    return [{
+    return [scrape_job("/etc/prometheus/kubernetes")]  # where the container mounts it
+
+
+def scrape_job(files: str) -> dict:
+    """Prometheus' pod discovery against the test bed; `files` holds `ca.crt` and `token`."""
+    return {
         "job_name": "kubernetes-pods",
         # The pods' own `app` and `version` labels on their series win over target labels.
         "honor_labels": True,
         "kubernetes_sd_configs": [{
             "role": "pod",
             "api_server": API_SERVER,
-            "authorization": {"credentials_file": f"{inside}/token"},
-            "tls_config": {"ca_file": f"{inside}/ca.crt"},
+            "authorization": {"credentials_file": f"{files}/token"},
+            "tls_config": {"ca_file": f"{files}/ca.crt"},
         }],
         "relabel_configs": [
             {"source_labels": [_meta_annotation(SCRAPE_ANNOTATION)],
@@ -255,7 +259,7 @@ def prometheus_jobs(paths: StackPaths, config_dir: Path) -> list[dict]:
             {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
             {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
         ],
-    }]
+    }
 
 
 def _meta_annotation(annotation: str) -> str:

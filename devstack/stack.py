@@ -426,7 +426,7 @@ def prometheus_image(client: docker.DockerClient, paths: StackPaths) -> str:
     Built once per installed binary: the image carries the binary's identity as a label, so
     a later `up` reuses it instead of copying and sending ~100 MB to the engine again.
     """
-    binary = Path(_need("prometheus")).resolve()
+    binary = Path(kubernetes_prometheus(paths) or _need("prometheus")).resolve()
     stat = binary.stat()
     identity = f"{binary}:{stat.st_size}:{stat.st_mtime_ns}"
     with contextlib.suppress(docker.errors.ImageNotFound):
@@ -555,6 +555,14 @@ def kubernetes_scrape_jobs(paths: StackPaths, config_dir: Path) -> list[dict]:
     from devstack import cluster_access
 
     return cluster_access.prometheus_jobs(paths, config_dir)
+
+
+def kubernetes_prometheus(paths: StackPaths) -> Path | None:
+    """While the test bed is up: Prometheus built with Kubernetes discovery, which Debian's
+    lacks (same release, 2.42); None otherwise, and the stack runs Debian's."""
+    from devstack import cluster
+
+    return cluster.prometheus_binary(paths)
 
 
 def kubernetes_status(paths: StackPaths) -> list[tuple[str, bool, str]]:
