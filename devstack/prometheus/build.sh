@@ -3,6 +3,7 @@
 # prometheus has no Kubernetes service discovery), once per machine, into
 #   ${FERRYMAN_PROMETHEUS_CACHE:-/var/cache/ferryman/prometheus}/<version>/{prometheus,promtool}
 # and print that folder on the last line. Reused while its BUILD-ID matches go.mod + go.sum.
+# `build.sh --where` prints the folder and builds nothing.
 set -eu
 cd "$(dirname "$0")"
 export PATH="/usr/local/go/bin:$PATH"  # Go 1.24 or later; Debian 12's golang-go is 1.19
@@ -10,6 +11,7 @@ export PATH="/usr/local/go/bin:$PATH"  # Go 1.24 or later; Debian 12's golang-go
 module=$(awk '$1 == "github.com/prometheus/prometheus" && $2 ~ /^v/ {print $2}' go.mod)
 version="v2.${module#v0.}"  # module v0.42.0 is Prometheus 2.42.0
 out="${FERRYMAN_PROMETHEUS_CACHE:-/var/cache/ferryman/prometheus}/$version"
+[ "${1:-}" = --where ] && { echo "$out"; exit 0; }
 build_id=$(cat go.mod go.sum | sha256sum | cut -c1-16)
 if [ -x "$out/prometheus" ] && [ -x "$out/promtool" ] && [ "$(cat "$out/BUILD-ID" 2>/dev/null)" = "$build_id" ]; then
     echo "build.sh: prometheus $version already built"
