@@ -477,7 +477,7 @@ def components(cp: ClusterPaths, bin_dir: Path) -> list[Component]:
             "--service-account-signing-key-file", str(pki / "sa.key"),
             "--authorization-mode", "Node,RBAC",
             "--enable-admission-plugins", "NodeRestriction",
-            "--allow-privileged", "true",
+            "--allow-privileged=true",
             "--profiling=false",
             "--v", "1",
         ], lambda: api_ready(cp), 120),
