@@ -624,6 +624,31 @@ def remove_firewall(say: Say) -> None:
         say(f"iptables: {FORWARD_CHAIN}, {INPUT_CHAIN} and their jumps removed")
 
 
+# kubelet's own chains (both address families): a canary it watches to notice a flush, a
+# hint of the iptables mode, and KUBE-FIREWALL, which drops non-loopback packets to 127/8.
+KUBELET_CHAINS = (("filter", "KUBE-FIREWALL"), ("filter", "KUBE-KUBELET-CANARY"),
+                  ("nat", "KUBE-KUBELET-CANARY"), ("mangle", "KUBE-KUBELET-CANARY"),
+                  ("mangle", "KUBE-IPTABLES-HINT"))
+
+
+def remove_kubelet_chains(say: Say) -> None:
+    removed = 0
+    for binary in ("iptables", "ip6tables"):
+        if shutil.which(binary) is None:
+            continue
+        for chain in ("INPUT", "OUTPUT"):
+            while _run(binary, "-w", "-D", chain, "-j", "KUBE-FIREWALL",
+                       check=False).returncode == 0:
+                pass
+        for table, chain in KUBELET_CHAINS:
+            if _run(binary, "-w", "-t", table, "-F", chain, check=False).returncode == 0:
+                _run(binary, "-w", "-t", table, "-X", chain, check=False)
+                removed += 1
+    if removed:
+        say(f"iptables: kubelet's chains removed ({removed}: KUBE-FIREWALL, "
+            "KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT)")
+
+
 # -- containerd's sandbox image -----------------------------------------------------------
 
 
@@ -823,6 +848,7 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
         if api_ready(cp) and _alive(pids.get("kubelet")):
             cluster_access.delete_all_pods(cp, say)
         _stop(pids.pop("kubelet", None), "kubelet", say)
+        remove_kubelet_chains(say)
         _stop(pids.pop("kube-proxy", None), "kube-proxy", say)
         bin_dir = Path(record.get("bin_dir", "")) if record.get("bin_dir") else None
         proxy = bin_dir / "kube-proxy" if bin_dir else None
