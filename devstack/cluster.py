@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -206,6 +207,17 @@ def api_ready(cp: ClusterPaths) -> bool:
     if not (cp.pki / "admin.crt").exists():
         return False
     return _get(f"{API_SERVER}/readyz", _admin_tls(cp))[0] == 200
+
+
+def containerd_ready(cp: ClusterPaths) -> bool:
+    """A connect first: `ctr` waits 10 s on a socket nobody listens on."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.settimeout(1)
+            probe.connect(str(cp.containerd_socket))
+        except OSError:
+            return False
+    return _ctr(cp, "version", check=False).returncode == 0
 
 
 def _ctr(cp: ClusterPaths, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -510,7 +522,7 @@ def components(cp: ClusterPaths, bin_dir: Path) -> list[Component]:
         ], health(CONTROL_PLANE_PORTS["kube-scheduler"]), 60),
         Component("containerd", [
             shutil.which("containerd") or "containerd", "--config", str(containerd_toml),
-        ], lambda: _ctr(cp, "version", check=False).returncode == 0, 30,
+        ], lambda: containerd_ready(cp), 30,
             [containerd_toml, cni]),
         Component("kubelet", [
             b["kubelet"],
@@ -855,7 +867,7 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
         if proxy and proxy.exists():
             _run(str(proxy), "--cleanup", "--v", "0", check=False)
             say("kube-proxy: its iptables rules cleaned up (kube-proxy --cleanup)")
-        if _alive(pids.get("containerd")):
+        if _alive(pids.get("containerd")) and containerd_ready(cp):
             for task in _ctr(cp, "tasks", "ls", "-q", check=False).stdout.split():
                 _ctr(cp, "tasks", "kill", "--signal", "SIGKILL", task, check=False)
                 time.sleep(0.2)
