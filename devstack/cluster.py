@@ -798,13 +798,14 @@ def status(say: Say = print, paths: StackPaths | None = None) -> list[tuple[str,
     for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
                  "containerd", "kubelet", "kube-proxy"):
         pid = pids.get(name)
-        rows.append((f"k8s {name}", _alive(pid), f"pid {pid}" if pid else "not started"))
+        short = name.removeprefix("kube-")  # fits the status table's name column
+        rows.append((f"k8s {short}", _alive(pid), f"pid {pid}" if pid else "not started"))
     if api_ready(cp):
         from devstack import cluster_access
 
         rows.append(cluster_access.node_row(cp))
     else:
-        rows.append(("k8s api", False, API_SERVER))
+        rows.append(("k8s apiserver ready", False, API_SERVER))
     return rows
 
 

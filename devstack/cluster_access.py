@@ -143,11 +143,11 @@ def node_row(cp: ClusterPaths) -> tuple[str, bool, str]:
     try:
         node = client.CoreV1Api(_api_client(cp)).read_node(NODE)
     except client.ApiException as e:
-        return (f"k8s node {NODE}", False, f"{e.status} {e.reason}")
+        return ("k8s node", False, f"{e.status} {e.reason}")
     ready = next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
     ok = ready is not None and ready.status == "True"
-    return (f"k8s node {NODE}", ok,
-            f"{'Ready' if ok else 'NotReady'}, {node.status.node_info.kubelet_version}, "
+    return ("k8s node", ok,
+            f"{NODE} {'Ready' if ok else 'NotReady'}, {node.status.node_info.kubelet_version}, "
             f"API {API_SERVER}")
 
 
