@@ -876,7 +876,8 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
         _stop(pids.pop("containerd", None), "containerd", say)
         for pid in _leftover_shims(cp):
             _stop(pid, "containerd shim", say, grace=5)
-        _stop(pids.pop("kube-apiserver", None), "kube-apiserver", say)
+        # It waits for its open watches (Prometheus holds one) to end; its state is in etcd.
+        _stop(pids.pop("kube-apiserver", None), "kube-apiserver", say, grace=5)
         _stop(pids.pop("etcd", None), "etcd", say)
     for point in _mounts_under(cp.root):
         _run("umount", point, check=False)
