@@ -19,7 +19,8 @@ import pytest
 from devstack import cluster, cluster_access
 from devstack.stack import REGISTRY, REGISTRY_USER, StackPaths, registry_password
 
-pytestmark = pytest.mark.kubernetes
+# The registry and Prometheus are the stack's: these need it as much as the test bed.
+pytestmark = [pytest.mark.kubernetes, pytest.mark.stack]
 
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = StackPaths.default()
