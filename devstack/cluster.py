@@ -6,20 +6,12 @@ containerd of its own beside Docker's, kubelet and kube-proxy (iptables mode), w
 node to be Ready and applies Ferryman's identity (devstack.cluster_access). A second `up`
 changes nothing; a component whose command line or configuration changed is restarted.
 `down` removes what `up` made: its processes, the pods' sandboxes (through kubelet, so the
-CNI plugins release their addresses), kube-proxy's rules, its own iptables chains, the
-bridge and dummy interfaces with their routes, mounts and cgroups. Certificates, etcd's
+CNI plugins release their addresses), kube-proxy's and kubelet's rules, its own iptables chains, its
+two bridges with their routes, mounts and cgroups. Certificates, etcd's
 data and containerd's images stay under `.state/kubernetes/` unless `purge` is asked, so the
 next `up` is warm.
 
-Addresses (all inside 100.64.0.0/14, which Docker's pools never use): pods 100.64.0.0/16
-(this node's 100.64.0.0/24 on the bridge `ferryman-cni0`), services 100.65.0.0/16, and the
-node itself 100.66.0.1 on the interface `ferryman-k8s`. The whole /14 is routed to that
-interface, a bridge with no ports (this kernel has no dummy interfaces): it has nowhere to
-send a packet and drops it, so no packet for these ranges can leave the machine. The pods'
-bridge's /24 is the one more specific route. The API server, the
-kubelet and NodePorts listen on 100.66.0.1 only: the host reaches it, and so do the stack's
-containers (Prometheus) through Docker's gateway bridge; an INPUT rule drops it from any
-other interface.
+The addresses, routes and iptables rules are devstack/cluster_network.py's.
 """
 
 from __future__ import annotations
@@ -39,9 +31,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from devstack import cluster_pki
+from devstack.cluster_config import (
+    CNI_BIN,
+    NODE,
+    PAUSE_IMAGE,
+    cni_config,
+    containerd_config,
+    kube_proxy_config,
+    kubelet_config,
+    registry_hosts,
+)
+from devstack.cluster_network import (
+    API_PORT,
+    API_SERVER,
+    NODE_IP,
+    POD_RANGE,
+    SERVICE_IP,
+    SERVICE_RANGE,
+    ensure_firewall,
+    ensure_routes,
+    remove_firewall,
+    remove_interfaces,
+    remove_kubelet_chains,
+    run,
+)
 from devstack.cluster_pki import Identity
 from devstack.stack import (  # the stack's process helpers, shared rather than copied
     Say,
@@ -54,26 +68,8 @@ from devstack.stack import (  # the stack's process helpers, shared rather than 
 from flows import ROOT
 from tasks.errors import StackError
 
-NODE = "ferryman-node"
-NODE_IP = "100.66.0.1"
-ALL_RANGES = "100.64.0.0/14"
-POD_RANGE = "100.64.0.0/16"
-NODE_POD_RANGE = "100.64.0.0/24"
-POD_GATEWAY = "100.64.0.1"
-SERVICE_RANGE = "100.65.0.0/16"
-SERVICE_IP = "100.65.0.1"  # the `kubernetes` Service: the first address of the range
-NULL_BRIDGE = "ferryman-k8s"
-BRIDGE = "ferryman-cni0"
-DOCKER_GATEWAY_BRIDGE = "docker_gwbridge"  # where the stack's containers reach the host from
-API_PORT = 6443
-API_SERVER = f"https://{NODE_IP}:{API_PORT}"
 ETCD = "http://127.0.0.1:2379"
 ETCD_PEER = "http://127.0.0.1:2380"
-PAUSE_IMAGE = "127.0.0.1:5000/ferryman/pause:1"  # imported into containerd, never pulled
-CNI_BIN = Path("/usr/lib/cni")
-FORWARD_CHAIN = "FERRYMAN-K8S-FORWARD"
-INPUT_CHAIN = "FERRYMAN-K8S-INPUT"
-RULE_COMMENT = "ferryman kubernetes test bed"
 BUILD_SCRIPT = ROOT / "devstack" / "kubernetes" / "build.sh"
 PROMETHEUS_BUILD_SCRIPT = ROOT / "devstack" / "prometheus" / "build.sh"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
@@ -171,13 +167,6 @@ class Component:
 # -- small helpers ------------------------------------------------------------------------
 
 
-def _run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-    out = subprocess.run(list(args), capture_output=True, text=True, input=input)
-    if check and out.returncode != 0:
-        raise StackError(f"{' '.join(args)} failed:\n{out.stdout}{out.stderr}".strip())
-    return out
-
-
 def _get(url: str, context: ssl.SSLContext | None = None, timeout: float = 2) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
@@ -221,7 +210,7 @@ def containerd_ready(cp: ClusterPaths) -> bool:
 
 
 def _ctr(cp: ClusterPaths, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return _run("ctr", "--address", str(cp.containerd_socket), "--namespace", "k8s.io", *args,
+    return run("ctr", "--address", str(cp.containerd_socket), "--namespace", "k8s.io", *args,
                 check=check)
 
 
@@ -304,142 +293,6 @@ def _component_kubeconfig(cp: ClusterPaths, name: str) -> Path:
          "client-key": str(cp.pki / f"{name}.key")},
     ))
     return file
-
-
-def containerd_config(cp: ClusterPaths) -> str:
-    cri = 'plugins."io.containerd.grpc.v1.cri"'
-    state = cp.containerd / "state"
-    return f"""\
-# A containerd of the test bed's own beside Docker's: its own socket, root and state.
-version = 2
-root = "{cp.containerd / 'root'}"
-state = "{state}"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-                    "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]
-
-[grpc]
-  address = "{cp.containerd_socket}"
-
-[ttrpc]
-  address = "{cp.containerd_socket}.ttrpc"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{cp.containerd / 'opt'}"
-
-[{cri}]
-  sandbox_image = "{PAUSE_IMAGE}"
-  # The sandbox may not lower OOM scores: clamp what a container asks for to ours.
-  restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-
-[{cri}.containerd]
-  snapshotter = "overlayfs"
-  default_runtime_name = "runc"
-
-[{cri}.containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-
-[{cri}.containerd.runtimes.runc.options]
-  SystemdCgroup = false
-  Root = "{state / 'runc'}"
-
-[{cri}.cni]
-  bin_dir = "{CNI_BIN}"
-  conf_dir = "{cp.cni_conf}"
-  max_conf_num = 1
-
-[{cri}.registry]
-  config_path = "{cp.containerd / 'certs.d'}"
-"""
-
-
-def registry_hosts() -> str:
-    """The stack's registry speaks plain HTTP on loopback; pods' pulls go there, nowhere else."""
-    from devstack.stack import REGISTRY
-
-    return (f'server = "http://{REGISTRY}"\n\n[host."http://{REGISTRY}"]\n'
-            '  capabilities = ["pull", "resolve"]\n')
-
-
-def cni_config(cp: ClusterPaths) -> str:
-    return json.dumps({
-        "cniVersion": "0.4.0",
-        "name": "ferryman",
-        "plugins": [
-            {
-                "type": "bridge", "bridge": BRIDGE, "isGateway": True, "hairpinMode": True,
-                # Pods talk to each other, the node and the stack's containers only; nothing
-                # of theirs is masqueraded out of the machine.
-                "ipMasq": False,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": NODE_POD_RANGE, "gateway": POD_GATEWAY}]],
-                    "dataDir": str(cp.ipam),
-                },
-            },
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ],
-    }, indent=2)
-
-
-def kubelet_config(cp: ClusterPaths) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "kubelet.config.k8s.io/v1beta1",
-        "kind": "KubeletConfiguration",
-        "address": NODE_IP,
-        "readOnlyPort": 0,
-        "healthzBindAddress": "127.0.0.1",
-        "healthzPort": 10248,
-        "tlsCertFile": str(cp.pki / "kubelet-serving.crt"),
-        "tlsPrivateKeyFile": str(cp.pki / "kubelet-serving.key"),
-        "authentication": {
-            "anonymous": {"enabled": False},
-            "webhook": {"enabled": True},
-            "x509": {"clientCAFile": str(cp.pki / "ca.crt")},
-        },
-        "authorization": {"mode": "Webhook"},
-        "containerRuntimeEndpoint": f"unix://{cp.containerd_socket}",
-        "cgroupDriver": "cgroupfs",  # as containerd's runc (SystemdCgroup = false)
-        # These machines mount cgroup v1, which kubelet refuses from 1.35 on unless told.
-        "failCgroupV1": False,
-        # The sandbox may not lower OOM scores (the default is -999).
-        "oomScoreAdj": 0,
-        "failSwapOn": False,
-        "clusterDomain": "cluster.local",
-        "resolvConf": "/etc/resolv.conf",
-        "maxPods": 50,
-        "serializeImagePulls": False,
-        # A test bed on a shared disk: evict nothing for disk space others use.
-        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "2%",
-                         "imagefs.available": "2%", "nodefs.inodesFree": "2%"},
-        "imageGCHighThresholdPercent": 95,
-        "imageGCLowThresholdPercent": 90,
-    }, sort_keys=False)
-
-
-def kube_proxy_config(cp: ClusterPaths, kubeconfig: Path) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-        "kind": "KubeProxyConfiguration",
-        "mode": "iptables",  # no IPVS in this kernel
-        "clientConnection": {"kubeconfig": str(kubeconfig)},
-        "hostnameOverride": NODE,
-        "clusterCIDR": POD_RANGE,
-        "bindAddress": NODE_IP,
-        "healthzBindAddress": "127.0.0.1:10256",
-        "metricsBindAddress": "127.0.0.1:10249",
-        "nodePortAddresses": [f"{NODE_IP}/32"],
-        "oomScoreAdj": 0,
-        # Leave the machine's conntrack sysctls and route_localnet as they are.
-        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
-                      "tcpCloseWaitTimeout": "0s"},
-        "iptables": {"localhostNodePorts": False},
-    }, sort_keys=False)
 
 
 def components(cp: ClusterPaths, bin_dir: Path) -> list[Component]:
@@ -539,128 +392,6 @@ def components(cp: ClusterPaths, bin_dir: Path) -> list[Component]:
     ]
 
 
-# -- the host's network ---------------------------------------------------------------------
-
-
-def _link_exists(name: str) -> bool:
-    return _run("ip", "link", "show", name, check=False).returncode == 0
-
-
-def ensure_routes(say: Say) -> None:
-    """The port-less bridge holding the node's address, and the test bed's ranges routed to it.
-
-    Not a blackhole route: the host's own connections to a Service address need a route
-    through a device, or connect() fails before kube-proxy's DNAT rule ever sees them."""
-    if not _link_exists(NULL_BRIDGE):
-        _run("ip", "link", "add", NULL_BRIDGE, "type", "bridge")
-    addresses = _run("ip", "-o", "addr", "show", "dev", NULL_BRIDGE).stdout
-    if f" {NODE_IP}/32 " not in addresses:
-        _run("ip", "addr", "add", f"{NODE_IP}/32", "dev", NULL_BRIDGE)
-    _run("ip", "link", "set", NULL_BRIDGE, "up")
-    _run("ip", "route", "replace", ALL_RANGES, "dev", NULL_BRIDGE)
-    say(f"routes: {ALL_RANGES} on {NULL_BRIDGE} (node {NODE_IP}; pods {POD_RANGE}, "
-        f"services {SERVICE_RANGE}), nothing leaves the machine")
-
-
-def _iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return _run("iptables", "-w", *args, check=check)
-
-
-def _ensure_rule(chain: str, *rule: str, position: int | None = None) -> None:
-    if _iptables("-C", chain, *rule, check=False).returncode != 0:
-        if position is None:
-            _iptables("-A", chain, *rule)
-        else:
-            _iptables("-I", chain, str(position), *rule)
-
-
-def _forward_rules() -> list[list[str]]:
-    """What may cross the host between the pods' bridge and anything else."""
-    return [
-        ["-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"],  # pod to pod (and to itself via a Service)
-        # The stack's containers (Prometheus) scrape pods; the pods answer.
-        ["-i", DOCKER_GATEWAY_BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"],
-        ["-i", BRIDGE, "-o", DOCKER_GATEWAY_BRIDGE, "-m", "conntrack",
-         "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
-        ["-i", BRIDGE, "-j", "DROP"],  # pods reach nothing else: no packet leaves
-        ["-o", BRIDGE, "-j", "DROP"],
-    ]
-
-
-def _input_rules() -> list[list[str]]:
-    """The node's address answers loopback, the pods and the stack's containers only."""
-    return [
-        ["-i", "lo", "-j", "RETURN"],
-        ["-i", BRIDGE, "-j", "RETURN"],
-        ["-i", DOCKER_GATEWAY_BRIDGE, "-j", "RETURN"],
-        ["-j", "DROP"],
-    ]
-
-
-def _jumps() -> list[tuple[str, list[str]]]:
-    comment = ["-m", "comment", "--comment", RULE_COMMENT]
-    return [
-        ("FORWARD", [*comment, "-j", FORWARD_CHAIN]),
-        ("INPUT", ["-d", ALL_RANGES, *comment, "-j", INPUT_CHAIN]),
-    ]
-
-
-def ensure_firewall(say: Say) -> None:
-    """Docker's FORWARD policy is DROP; the test bed's own chains say what pods may do."""
-    for chain, rules in ((FORWARD_CHAIN, _forward_rules()), (INPUT_CHAIN, _input_rules())):
-        if _iptables("-S", chain, check=False).returncode != 0:
-            _iptables("-N", chain)
-        current = _iptables("-S", chain).stdout.splitlines()[1:]
-        wanted = [" ".join(["-A", chain, *r]) for r in rules]
-        if current != wanted:
-            _iptables("-F", chain)
-            for rule in rules:
-                _iptables("-A", chain, *rule)
-    for chain, jump in _jumps():
-        _ensure_rule(chain, *jump, position=1)
-    say(f"iptables: chains {FORWARD_CHAIN}, {INPUT_CHAIN} (pods <-> pods, "
-        f"{DOCKER_GATEWAY_BRIDGE} -> pods; nothing else)")
-
-
-def remove_firewall(say: Say) -> None:
-    removed = False
-    for chain, jump in _jumps():
-        while _iptables("-D", chain, *jump, check=False).returncode == 0:
-            removed = True
-    for chain in (FORWARD_CHAIN, INPUT_CHAIN):
-        if _iptables("-S", chain, check=False).returncode == 0:
-            _iptables("-F", chain)
-            _iptables("-X", chain)
-            removed = True
-    if removed:
-        say(f"iptables: {FORWARD_CHAIN}, {INPUT_CHAIN} and their jumps removed")
-
-
-# kubelet's own chains (both address families): a canary it watches to notice a flush, a
-# hint of the iptables mode, and KUBE-FIREWALL, which drops non-loopback packets to 127/8.
-KUBELET_CHAINS = (("filter", "KUBE-FIREWALL"), ("filter", "KUBE-KUBELET-CANARY"),
-                  ("nat", "KUBE-KUBELET-CANARY"), ("mangle", "KUBE-KUBELET-CANARY"),
-                  ("mangle", "KUBE-IPTABLES-HINT"))
-
-
-def remove_kubelet_chains(say: Say) -> None:
-    removed = 0
-    for binary in ("iptables", "ip6tables"):
-        if shutil.which(binary) is None:
-            continue
-        for chain in ("INPUT", "OUTPUT"):
-            while _run(binary, "-w", "-D", chain, "-j", "KUBE-FIREWALL",
-                       check=False).returncode == 0:
-                pass
-        for table, chain in KUBELET_CHAINS:
-            if _run(binary, "-w", "-t", table, "-F", chain, check=False).returncode == 0:
-                _run(binary, "-w", "-t", table, "-X", chain, check=False)
-                removed += 1
-    if removed:
-        say(f"iptables: kubelet's chains removed ({removed}: KUBE-FIREWALL, "
-            "KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT)")
-
-
 # -- containerd's sandbox image -----------------------------------------------------------
 
 
@@ -704,7 +435,7 @@ def _preflight() -> None:
             raise StackError(f"CNI plugin {CNI_BIN / plugin} is missing; run `make setup`")
     if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
         if shutil.which("modprobe"):
-            _run("modprobe", "br_netfilter", check=False)
+            run("modprobe", "br_netfilter", check=False)
         if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
             raise StackError("the kernel has no br_netfilter: kube-proxy cannot see pod traffic")
 
@@ -866,7 +597,7 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
         bin_dir = Path(record.get("bin_dir", "")) if record.get("bin_dir") else None
         proxy = bin_dir / "kube-proxy" if bin_dir else None
         if proxy and proxy.exists():
-            _run(str(proxy), "--cleanup", "--v", "0", check=False)
+            run(str(proxy), "--cleanup", "--v", "0", check=False)
             say("kube-proxy: its iptables rules cleaned up (kube-proxy --cleanup)")
         if _alive(pids.get("containerd")) and containerd_ready(cp):
             for task in _ctr(cp, "tasks", "ls", "-q", check=False).stdout.split():
@@ -880,15 +611,12 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
         _stop(pids.pop("kube-apiserver", None), "kube-apiserver", say, grace=5)
         _stop(pids.pop("etcd", None), "etcd", say)
     for point in _mounts_under(cp.root):
-        _run("umount", point, check=False)
+        run("umount", point, check=False)
         if point in _mounts_under(cp.root):
-            _run("umount", "-l", point, check=False)
+            run("umount", "-l", point, check=False)
     _remove_cgroups(say)
     _restore_kernel_tunables(record, say)
-    for link in (BRIDGE, NULL_BRIDGE):
-        if _link_exists(link):
-            _run("ip", "link", "delete", link)
-            say(f"interface {link}: removed (with its routes)")
+    remove_interfaces(say)
     remove_firewall(say)
     shutil.rmtree(cp.ipam, ignore_errors=True)
     shutil.rmtree(cp.containerd / "state", ignore_errors=True)

@@ -31,7 +31,9 @@ import time
 from pathlib import Path
 
 from devstack import cluster_pki
-from devstack.cluster import API_SERVER, NODE, ClusterPaths
+from devstack.cluster import ClusterPaths
+from devstack.cluster_config import NODE
+from devstack.cluster_network import API_SERVER
 from devstack.stack import REGISTRY, REGISTRY_USER, Say, StackPaths, registry_password
 from tasks.errors import StackError
 

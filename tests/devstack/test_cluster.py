@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack import cluster, cluster_access
+from devstack import cluster, cluster_access, cluster_config, cluster_network
 from devstack.stack import REGISTRY, REGISTRY_USER, StackPaths, registry_password
 
 # The registry and Prometheus are the stack's: these need it as much as the test bed.
@@ -161,13 +161,13 @@ def _prometheus(query: str) -> list[dict]:
 def test_node_is_ready_with_the_pinned_kubelet_on_containerd(admin):
     from kubernetes import client
 
-    node = client.CoreV1Api(admin).read_node(cluster.NODE)
+    node = client.CoreV1Api(admin).read_node(cluster_config.NODE)
     ready = {c.type: c.status for c in node.status.conditions}["Ready"]
     assert ready == "True"
     assert node.status.node_info.kubelet_version == cluster.version_pinned()
     assert node.status.node_info.container_runtime_version.startswith("containerd://")
     assert {a.address for a in node.status.addresses if a.type == "InternalIP"} == {
-        cluster.NODE_IP
+        cluster_network.NODE_IP
     }
 
 
