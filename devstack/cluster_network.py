@@ -5,10 +5,10 @@ Addresses (all inside 100.64.0.0/14, which Docker's pools never use): pods 100.6
 node itself 100.66.0.1 on the interface `ferryman-k8s`. The whole /14 is routed to that
 interface, a bridge with no ports (this kernel has no dummy interfaces): it has nowhere to
 send a packet and drops it, so no packet for these ranges can leave the machine. The pods'
-bridge's /24 is the one more specific route. The API server, the
-kubelet and NodePorts listen on 100.66.0.1 only: the host reaches it, and so do the stack's
-containers (Prometheus) through Docker's gateway bridge; an INPUT rule drops it from any
-other interface.
+bridge's /24 is the one more specific route. The API server, the kubelet and NodePorts
+listen on 100.66.0.1 only: the host reaches it, and so do the stack's containers
+(Prometheus) through Docker's gateway bridge; an INPUT rule drops it from any other
+interface.
 """
 
 from __future__ import annotations
