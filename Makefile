@@ -2,7 +2,7 @@
 FERRYMAN := .venv/bin/ferryman
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit lint stack-up stack-down bench bench-triggers
+.PHONY: setup demo test unit lint stack-up stack-down bench bench-triggers test-kubernetes
 
 setup:
 	@sh .ci/bootstrap
@@ -18,6 +18,12 @@ demo: stack-up
 
 test: stack-up
 	@.venv/bin/pytest $(PYTEST_ARGS)
+
+# The Kubernetes test bed: builds its binaries once per machine (tens of minutes), then starts
+# the cluster beside the stack and runs the tests marked `kubernetes`.
+test-kubernetes: setup
+	@$(FERRYMAN) stack up --kubernetes
+	@.venv/bin/pytest -m kubernetes $(PYTEST_ARGS)
 
 unit: setup
 	@.venv/bin/pytest -m "not stack" $(PYTEST_ARGS)

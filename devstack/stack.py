@@ -508,7 +508,7 @@ def prometheus_image(client: docker.DockerClient, paths: StackPaths) -> str:
     Built once per installed binary: the image carries the binary's identity as a label, so
     a later `up` reuses it instead of copying and sending ~100 MB to the engine again.
     """
-    binary = Path(_need("prometheus")).resolve()
+    binary = Path(kubernetes_prometheus(paths) or _need("prometheus")).resolve()
     stat = binary.stat()
     identity = f"{binary}:{stat.st_size}:{stat.st_mtime_ns}"
     with contextlib.suppress(docker.errors.ImageNotFound):
@@ -536,8 +536,9 @@ def prometheus_image(client: docker.DockerClient, paths: StackPaths) -> str:
     return _build_context_image(client, context, PROMETHEUS_IMAGE, {BINARY_LABEL: identity})
 
 
-def prometheus_config(specs: list[ReleaseSpec]) -> str:
-    """Scrape every replica of every app: DNS service discovery on `tasks.<service>`."""
+def prometheus_config(specs: list[ReleaseSpec], extra_jobs: list[dict] | None = None) -> str:
+    """Scrape every replica of every app: DNS service discovery on `tasks.<service>`;
+    `extra_jobs` are whole scrape configs (the Kubernetes test bed's pod discovery)."""
     jobs = [
         {
             "job_name": spec.app,
@@ -560,6 +561,7 @@ def prometheus_config(specs: list[ReleaseSpec]) -> str:
             # What users saw: the traffic generator's answers per app, target, version, code.
             {"job_name": "traffic", "static_configs": [{"targets": [f"{TRAFFIC}:9100"]}]},
             *jobs,
+            *(extra_jobs or []),
         ],
     }
     return yaml.safe_dump(config, sort_keys=False)
@@ -597,7 +599,8 @@ def ensure_prometheus(
 ) -> None:
     config_dir = paths.root / "prometheus"
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "prometheus.yml").write_text(prometheus_config(specs))
+    extra = kubernetes_scrape_jobs(paths, config_dir)
+    (config_dir / "prometheus.yml").write_text(prometheus_config(specs, extra))
     image = prometheus_image(client, paths)
     _ensure_container(
         client, PROMETHEUS, say, "API on http://127.0.0.1:9090",
@@ -634,11 +637,42 @@ def ensure_traffic(client: docker.DockerClient, specs: list[ReleaseSpec], say: S
     )
 
 
+# -- the Kubernetes test bed (devstack/cluster.py) ----------------------------------------
+
+
+def kubernetes_scrape_jobs(paths: StackPaths, config_dir: Path) -> list[dict]:
+    """Prometheus' pod discovery on the test bed while it is up; nothing otherwise."""
+    from devstack import cluster_access
+
+    return cluster_access.prometheus_jobs(paths, config_dir)
+
+
+def kubernetes_prometheus(paths: StackPaths) -> Path | None:
+    """While the test bed is up: Prometheus built with Kubernetes discovery, which Debian's
+    lacks (same release, 2.42); None otherwise, and the stack runs Debian's."""
+    from devstack import cluster
+
+    return cluster.prometheus_binary(paths)
+
+
+def kubernetes_status(paths: StackPaths) -> list[tuple[str, bool, str]]:
+    from devstack import cluster
+
+    return cluster.status(paths=paths)
+
+
+def kubernetes_down(paths: StackPaths, say: Say, purge: bool) -> None:
+    from devstack import cluster
+
+    cluster.down(say, paths, purge=purge)
+
+
 # -- the commands -------------------------------------------------------------------------
 
 
-def up(say: Say = print, paths: StackPaths | None = None) -> None:
-    """Bring the local stack up; idempotent. Raises StackError naming what did not start."""
+def up(say: Say = print, paths: StackPaths | None = None, kubernetes: bool = False) -> None:
+    """Bring the local stack up; idempotent. Raises StackError naming what did not start.
+    `kubernetes` also brings up the Kubernetes test bed (devstack/cluster.py)."""
     paths = paths or StackPaths.default()
     paths.logs.mkdir(mode=0o700, parents=True, exist_ok=True)
     paths.logs.chmod(0o700)
@@ -654,6 +688,10 @@ def up(say: Say = print, paths: StackPaths | None = None) -> None:
         ensure_registry_block(paths, say)
         ensure_deployments(paths, record, say)
         build_go_binaries(say)
+        if kubernetes:
+            from devstack import cluster
+
+            cluster.up(say, paths)
         ensure_prometheus(client, paths, specs, say)
         ensure_traffic(client, specs, say)
     finally:
@@ -694,6 +732,7 @@ def status(say: Say = print, paths: StackPaths | None = None) -> bool:
         "prefect", _http_status(f"{prefect_api_url()}/health") == 200,
         f"http://127.0.0.1:{PREFECT_PORT}",
     ))
+    checks.extend(kubernetes_status(paths))
     for name, ok, detail in checks:
         say(f"{name:<24} {'up  ' if ok else 'DOWN'}  {detail}")
     return all(ok for _, ok, _ in checks)
@@ -703,6 +742,7 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
     """Remove what `up` made: containers, app services on the stack network, the network,
     and the processes and Swarm that `up` itself started. `purge` also deletes the data."""
     paths = paths or StackPaths.default()
+    kubernetes_down(paths, say, purge)
     record = paths.load_record()
     client = _docker(timeout=30)
     if client is not None:

@@ -264,7 +264,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
     try:
         if args.action == "up":
-            stack.up()
+            stack.up(kubernetes=args.kubernetes)
         elif args.action == "down":
             stack.down(purge=args.purge)
         else:
@@ -345,6 +345,8 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("stack", help="the local stack: up | status | down")
     k.add_argument("action", choices=["up", "status", "down"])
     k.add_argument("--purge", action="store_true", help="with down: delete the data too")
+    k.add_argument("--kubernetes", action="store_true",
+                   help="with up: also the single-node Kubernetes test bed")
     k.set_defaults(func=cmd_stack)
     return p
 

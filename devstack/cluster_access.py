@@ -1,0 +1,269 @@
+"""Who may do what on the Kubernetes test bed, applied by `devstack.cluster.up`.
+
+Ferryman releases as the ServiceAccount `ferryman` of the namespace `ferryman-demo`, never as
+a cluster admin. Its Role grants what a release tool needs and nothing more:
+
+- apps deployments: get list watch create patch update delete. Read what runs, apply the
+  app's Deployment when it is new, patch the image and the restore-point annotations in one
+  request, wait for the rollout, remove a blue-green or canary Deployment.
+- apps deployments/scale: get patch update. Canary shares by replica counts; scale the
+  old colour down after a blue-green switch.
+- apps replicasets: get list watch. Tell the new ReplicaSet from the old during a rollout.
+- pods: get list watch. Readiness and restarts of the new version's pods.
+- services: get list watch create patch update delete. The app's Service and a blue-green
+  preview Service; switch a selector.
+- events: list watch. Say why a rollout is stuck (image pull errors, failed probes).
+
+Not granted: ConfigMaps and Secrets (restore points live in the Deployment's own
+annotations; the pull secret is made here, by the stack), pods/exec and pods/log, nodes,
+namespaces and anything cluster-wide. Prometheus discovers pods as the ServiceAccount
+`prometheus` of `kube-system`, which may only get/list/watch pods.
+
+Pods pull from the stack's registry with the imagePullSecret `local-registry`, made from the
+registry's credentials and attached to the namespace's `default` ServiceAccount, as users do.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+from devstack import cluster_pki
+from devstack.cluster import ClusterPaths
+from devstack.cluster_config import NODE
+from devstack.cluster_network import API_SERVER
+from devstack.stack import REGISTRY, REGISTRY_USER, Say, StackPaths, registry_password
+from tasks.errors import StackError
+
+NAMESPACE = "ferryman-demo"
+SERVICE_ACCOUNT = "ferryman"
+ROLE = "ferryman-release"
+PULL_SECRET = "local-registry"
+PROMETHEUS_NAMESPACE = "kube-system"
+PROMETHEUS_ACCOUNT = "prometheus"
+FIELD_MANAGER = "ferryman-stack"
+# A pod is scraped when it says so, on the port it names (the usual annotations).
+SCRAPE_ANNOTATION = "prometheus.io/scrape"
+PORT_ANNOTATION = "prometheus.io/port"
+PATH_ANNOTATION = "prometheus.io/path"
+
+RELEASE_RULES = [
+    {"apiGroups": ["apps"], "resources": ["deployments"],
+     "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]},
+    {"apiGroups": ["apps"], "resources": ["deployments/scale"],
+     "verbs": ["get", "patch", "update"]},
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["services"],
+     "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
+]
+
+
+def _api_client(cp: ClusterPaths):
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(cp.admin_kubeconfig))
+
+
+def _token_secret(name: str, namespace: str, account: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": name, "namespace": namespace,
+                     "annotations": {"kubernetes.io/service-account.name": account}},
+    }
+
+
+def objects(paths: StackPaths) -> list[dict]:
+    """Everything the stack applies to the test bed, as manifests."""
+    password = registry_password(paths)
+    auth = base64.b64encode(f"{REGISTRY_USER}:{password}".encode()).decode()
+    docker_config = {"auths": {REGISTRY: {
+        "username": REGISTRY_USER, "password": password, "auth": auth,
+    }}}
+    meta = {"namespace": NAMESPACE}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": SERVICE_ACCOUNT, **meta}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": ROLE, **meta}, "rules": RELEASE_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": ROLE, **meta},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLE},
+         "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, **meta}]},
+        _token_secret(f"{SERVICE_ACCOUNT}-token", NAMESPACE, SERVICE_ACCOUNT),
+        {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+         "metadata": {"name": PULL_SECRET, **meta},
+         "data": {".dockerconfigjson": base64.b64encode(
+             json.dumps(docker_config).encode()).decode()}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", **meta},
+         "imagePullSecrets": [{"name": PULL_SECRET}]},
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": PROMETHEUS_ACCOUNT, "namespace": PROMETHEUS_NAMESPACE}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "ferryman:prometheus-discovery"},
+         "rules": [{"apiGroups": [""], "resources": ["pods"],
+                    "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": "ferryman:prometheus-discovery"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": "ferryman:prometheus-discovery"},
+         "subjects": [{"kind": "ServiceAccount", "name": PROMETHEUS_ACCOUNT,
+                       "namespace": PROMETHEUS_NAMESPACE}]},
+        _token_secret(f"{PROMETHEUS_ACCOUNT}-token", PROMETHEUS_NAMESPACE, PROMETHEUS_ACCOUNT),
+    ]
+
+
+def wait_for_node(cp: ClusterPaths, say: Say, timeout: float = 120) -> None:
+    from kubernetes import client
+
+    api = client.CoreV1Api(_api_client(cp))
+    deadline = time.monotonic() + timeout
+    condition = "not registered"
+    while time.monotonic() < deadline:
+        try:
+            node = api.read_node(NODE)
+            ready = next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
+            if ready is not None and ready.status == "True":
+                say(f"node {NODE}: Ready ({node.status.node_info.kubelet_version}, "
+                    f"{node.status.node_info.container_runtime_version})")
+                return
+            condition = f"{ready.reason}: {ready.message}" if ready else "no Ready condition"
+        except client.ApiException as e:
+            condition = f"{e.status} {e.reason}"
+        time.sleep(1)
+    raise StackError(f"node {NODE} did not become Ready within {timeout:.0f}s ({condition}); "
+                     f"see {cp.logs / 'kubelet.log'}")
+
+
+def node_row(cp: ClusterPaths) -> tuple[str, bool, str]:
+    from kubernetes import client
+
+    try:
+        node = client.CoreV1Api(_api_client(cp)).read_node(NODE)
+    except client.ApiException as e:
+        return ("k8s node", False, f"{e.status} {e.reason}")
+    ready = next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
+    ok = ready is not None and ready.status == "True"
+    return ("k8s node", ok,
+            f"{NODE} {'Ready' if ok else 'NotReady'}, {node.status.node_info.kubelet_version}, "
+            f"API {API_SERVER}")
+
+
+def _wait_for_token(api, name: str, namespace: str) -> str:
+    from kubernetes import client
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            data = api.read_namespaced_secret(name, namespace).data or {}
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+            data = {}
+        if data.get("token"):
+            return base64.b64decode(data["token"]).decode()
+        time.sleep(0.5)
+    raise StackError(f"the token controller filled no token into {namespace}/{name} "
+                     "within 60s; see the kube-controller-manager log")
+
+
+def ensure(cp: ClusterPaths, paths: StackPaths, say: Say) -> None:
+    """Apply `objects` (server-side apply, so a second run changes nothing) and write the
+    `ferryman` identity's kubeconfig."""
+    from kubernetes import client, dynamic
+
+    api_client = _api_client(cp)
+    dyn = dynamic.DynamicClient(api_client)
+    for manifest in objects(paths):
+        resource = dyn.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
+        dyn.server_side_apply(resource, body=manifest, field_manager=FIELD_MANAGER,
+                              force_conflicts=True)
+    core = client.CoreV1Api(api_client)
+    token = _wait_for_token(core, f"{SERVICE_ACCOUNT}-token", NAMESPACE)
+    ca = (cp.pki / "ca.crt").read_text()
+    cluster_pki.write_kubeconfig(cp.ferryman_kubeconfig, cluster_pki.kubeconfig(
+        API_SERVER, ca, {"token": token}, namespace=NAMESPACE,
+    ))
+    say(f"namespace {NAMESPACE}: ServiceAccount {SERVICE_ACCOUNT} with Role {ROLE}, "
+        f"imagePullSecret {PULL_SECRET} on ServiceAccount default; "
+        f"kubeconfig {cp.ferryman_kubeconfig}")
+
+
+def delete_all_pods(cp: ClusterPaths, say: Say, timeout: float = 90) -> None:
+    """Let kubelet stop every pod, so the CNI plugins release what they set up."""
+    from kubernetes import client
+
+    api = client.CoreV1Api(_api_client(cp))
+    pods = api.list_pod_for_all_namespaces().items
+    for pod in pods:
+        try:
+            api.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
+                                      grace_period_seconds=2)
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and api.list_pod_for_all_namespaces().items:
+        time.sleep(1)
+    left = len(api.list_pod_for_all_namespaces().items)
+    say(f"pods: {len(pods) - left} stopped by kubelet" + (f", {left} left" if left else ""))
+
+
+def prometheus_jobs(paths: StackPaths, config_dir: Path) -> list[dict]:
+    """The pod-discovery scrape job, when the test bed is up; [] otherwise.
+
+    Prometheus runs in a container and reads its configuration folder: the CA and the
+    `prometheus` ServiceAccount's token go there, beside prometheus.yml.
+    """
+    from devstack import cluster
+
+    files = config_dir / "kubernetes"
+    if not cluster.is_up(paths):
+        for stale in ("ca.crt", "token"):
+            (files / stale).unlink(missing_ok=True)
+        return []
+    from kubernetes import client
+
+    cp = ClusterPaths.of(paths)
+    core = client.CoreV1Api(_api_client(cp))
+    token = _wait_for_token(core, f"{PROMETHEUS_ACCOUNT}-token", PROMETHEUS_NAMESPACE)
+    files.mkdir(parents=True, exist_ok=True)
+    (files / "ca.crt").write_text((cp.pki / "ca.crt").read_text())
+    (files / "token").touch(mode=0o600)
+    (files / "token").write_text(token)
+    return [scrape_job("/etc/prometheus/kubernetes")]  # where the container mounts it
+
+
+def scrape_job(files: str) -> dict:
+    """Prometheus' pod discovery against the test bed; `files` holds `ca.crt` and `token`."""
+    return {
+        "job_name": "kubernetes-pods",
+        # The pods' own `app` and `version` labels on their series win over target labels.
+        "honor_labels": True,
+        "kubernetes_sd_configs": [{
+            "role": "pod",
+            "api_server": API_SERVER,
+            "authorization": {"credentials_file": f"{files}/token"},
+            "tls_config": {"ca_file": f"{files}/ca.crt"},
+        }],
+        "relabel_configs": [
+            {"source_labels": [_meta_annotation(SCRAPE_ANNOTATION)],
+             "regex": "true", "action": "keep"},
+            {"source_labels": ["__address__", _meta_annotation(PORT_ANNOTATION)],
+             "regex": r"([^:]+)(?::\d+)?;(\d+)", "replacement": "$1:$2",
+             "target_label": "__address__"},
+            {"source_labels": [_meta_annotation(PATH_ANNOTATION)],
+             "regex": "(.+)", "target_label": "__metrics_path__"},
+            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+        ],
+    }
+
+
+def _meta_annotation(annotation: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() else "_" for ch in annotation)
+    return f"__meta_kubernetes_pod_annotation_{cleaned}"
