@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -156,9 +157,10 @@ class Component:
     ready: Callable[[], bool]
     timeout: float = 60
     files: list[Path] = field(default_factory=list)  # configuration it reads, hashed too
+    env: dict[str, str] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256(json.dumps(self.argv).encode())
+        h = hashlib.sha256(json.dumps([self.argv, self.env]).encode())
         for f in self.files:
             h.update(f.read_bytes())
         return h.hexdigest()
@@ -385,7 +387,10 @@ def components(cp: ClusterPaths, bin_dir: Path) -> list[Component]:
             "--hostname-override", NODE,
             "--node-ip", NODE_IP,
             "--v", "1",
-        ], lambda: _get("http://127.0.0.1:10248/healthz")[0] == 200, 90, [kubelet_yaml]),
+        ], lambda: _get("http://127.0.0.1:10248/healthz")[0] == 200, 90, [kubelet_yaml],
+            # kubelet lends the credentials of $HOME/.docker/config.json to every pod: the
+            # host's `docker login` must not stand in for a pod's imagePullSecret.
+            env={"HOME": str(cp.kubelet / "home")}),
         Component("kube-proxy", [
             b["kube-proxy"], "--config", str(proxy_yaml), "--v", "1",
         ], lambda: _get("http://127.0.0.1:10256/healthz")[0] == 200, 90, [proxy_yaml]),
@@ -455,27 +460,29 @@ def _restore_kernel_tunables(record: dict, say: Say) -> None:
 
 
 def _ensure_component(c: Component, cp: ClusterPaths, record: dict, say: Say) -> None:
-    pids, prints = record.setdefault("pids", {}), record.setdefault("fingerprints", {})
+    prints = record.setdefault("fingerprints", {})
     fingerprint = c.fingerprint()
-    pid = pids.get(c.name)
-    if _alive(pid):
+    if _alive(record, c.name):
         if prints.get(c.name) == fingerprint:
-            say(f"{c.name}: running (pid {pid})")
+            say(f"{c.name}: running (pid {record[f'{c.name}_pid']})")
             return
-        _stop(pids.pop(c.name), f"{c.name} (configuration changed)", say)
+        say(f"{c.name}: configuration changed")
+        _stop(record, c.name, say)
     elif c.ready():
         raise StackError(f"{c.name}: something this stack did not start already answers "
                          "on its port; stop it first")
     log = cp.logs / f"{c.name}.log"
-    pids[c.name] = _spawn(c.argv, log)
+    if "HOME" in c.env:
+        Path(c.env["HOME"]).mkdir(parents=True, exist_ok=True)
+    pid = _spawn(c.argv, log, record, c.name, env=c.env)
     prints[c.name] = fingerprint
     cp.save_record(record)
     started = time.monotonic()
-    _wait_for(c.name, lambda: c.ready() or not _alive(pids[c.name]), c.timeout, log)
-    if not _alive(pids[c.name]):
+    _wait_for(c.name, lambda: c.ready() or not _alive(record, c.name), c.timeout, log)
+    if not _alive(record, c.name):
         tail = log.read_text(errors="replace")[-2500:] if log.exists() else ""
         raise StackError(f"{c.name} exited at start; the end of {log}:\n{tail}")
-    say(f"{c.name}: started in {time.monotonic() - started:.1f}s (pid {pids[c.name]}, "
+    say(f"{c.name}: started in {time.monotonic() - started:.1f}s (pid {pid}, "
         f"log {log})")
 
 
@@ -515,22 +522,30 @@ def up(say: Say = print, paths: StackPaths | None = None) -> None:
 def is_up(paths: StackPaths) -> bool:
     """True when `up` started the test bed and its API server answers."""
     cp = ClusterPaths.of(paths)
-    return bool(cp.load_record().get("pids")) and api_ready(cp)
+    return _started_any(cp.load_record()) and api_ready(cp)
+
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+              "containerd", "kubelet", "kube-proxy")
+
+
+def _started_any(record: dict) -> bool:
+    return any(f"{name}_pid" in record for name in COMPONENTS)
 
 
 def status(say: Say = print, paths: StackPaths | None = None) -> list[tuple[str, bool, str]]:
     """The test bed's components as (name, ok, detail) rows; none when `up` never ran."""
     paths = paths or StackPaths.default()
     cp = ClusterPaths.of(paths)
-    pids = cp.load_record().get("pids", {})
-    if not pids:
+    record = cp.load_record()
+    if not _started_any(record):
         return []
     rows = []
-    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                 "containerd", "kubelet", "kube-proxy"):
-        pid = pids.get(name)
+    for name in COMPONENTS:
+        pid = record.get(f"{name}_pid")
         short = name.removeprefix("kube-")  # fits the status table's name column
-        rows.append((f"k8s {short}", _alive(pid), f"pid {pid}" if pid else "not started"))
+        rows.append((f"k8s {short}", _alive(record, name),
+                     f"pid {pid}" if pid else "not started"))
     if api_ready(cp):
         from devstack import cluster_access
 
@@ -583,33 +598,34 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
     paths = paths or StackPaths.default()
     cp = ClusterPaths.of(paths)
     record = cp.load_record()
-    pids = record.get("pids", {})
-    if pids:
+    if _started_any(record):
         # Nothing may re-create pods while kubelet tears them down (and releases their
         # addresses through the CNI plugins).
         for name in ("kube-controller-manager", "kube-scheduler"):
-            _stop(pids.pop(name, None), name, say)
-        if api_ready(cp) and _alive(pids.get("kubelet")):
+            _stop(record, name, say)
+        if api_ready(cp) and _alive(record, "kubelet"):
             cluster_access.delete_all_pods(cp, say)
-        _stop(pids.pop("kubelet", None), "kubelet", say)
+        _stop(record, "kubelet", say)
         remove_kubelet_chains(say)
-        _stop(pids.pop("kube-proxy", None), "kube-proxy", say)
+        _stop(record, "kube-proxy", say)
         bin_dir = Path(record.get("bin_dir", "")) if record.get("bin_dir") else None
         proxy = bin_dir / "kube-proxy" if bin_dir else None
         if proxy and proxy.exists():
             run(str(proxy), "--cleanup", "--v", "0", check=False)
             say("kube-proxy: its iptables rules cleaned up (kube-proxy --cleanup)")
-        if _alive(pids.get("containerd")) and containerd_ready(cp):
+        if _alive(record, "containerd") and containerd_ready(cp):
             for task in _ctr(cp, "tasks", "ls", "-q", check=False).stdout.split():
                 _ctr(cp, "tasks", "kill", "--signal", "SIGKILL", task, check=False)
                 time.sleep(0.2)
                 _ctr(cp, "tasks", "delete", task, check=False)
-        _stop(pids.pop("containerd", None), "containerd", say)
-        for pid in _leftover_shims(cp):
-            _stop(pid, "containerd shim", say, grace=5)
+        _stop(record, "containerd", say)
+        for pid in _leftover_shims(cp):  # found by our containerd's socket in their argv
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            say(f"containerd shim: killed (pid {pid})")
         # It waits for its open watches (Prometheus holds one) to end; its state is in etcd.
-        _stop(pids.pop("kube-apiserver", None), "kube-apiserver", say, grace=5)
-        _stop(pids.pop("etcd", None), "etcd", say)
+        _stop(record, "kube-apiserver", say, grace=5)
+        _stop(record, "etcd", say)
     for point in _mounts_under(cp.root):
         run("umount", point, check=False)
         if point in _mounts_under(cp.root):
