@@ -379,10 +379,59 @@ def ensure_deployments(paths: StackPaths, record: dict, say: Say) -> None:
         _prefect_cli("worker", "start", "--pool", WORK_POOL, "--type", "process"),
         # Poll every 2 s (default 10) so a pushed tag's release starts within seconds.
         log, record, "worker",
+        # Its runs say they are alive every 30 s (see ensure_silence_automation).
         env={"PREFECT_API_URL": prefect_api_url(), "FERRYMAN_ROOT": str(ROOT),
-             "PREFECT_WORKER_QUERY_SECONDS": "2"},
+             "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
     )
     say(f"worker: started on pool {WORK_POOL} (pid {record['worker_pid']}, log {log})")
+
+
+SILENCE_AUTOMATION = "ferryman: release runs that went silent"
+
+
+def ensure_silence_automation(say: Say) -> None:
+    """Prefect's zombie-run automation, for release runs: a run that sent no heartbeat for
+    90 s (it sends one every 30 s) is marked Crashed, which starts `recover/on-crash`."""
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    from flows.recovery import SILENT_FOR
+
+    os.environ.setdefault("PREFECT_API_URL", prefect_api_url())
+    wanted = Automation(
+        name=SILENCE_AUTOMATION,
+        description="Marks a release run Crashed when its process stopped sending heartbeats; "
+                    "the recover/on-crash deployment then restores its app.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed",
+                    "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+                    "prefect.flow-run.Crashed"},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification(
+                {"prefect.resource.role": "flow", "prefect.resource.name": "release"}),
+            for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+            within=timedelta(seconds=SILENT_FOR),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"no heartbeat for {SILENT_FOR:.0f} s")],
+    )
+    try:
+        existing = Automation.read(name=SILENCE_AUTOMATION)
+    except ValueError:
+        existing = None
+    if existing is None:
+        wanted.create()
+        say(f"automation {SILENCE_AUTOMATION!r}: created")
+        return
+    wanted.id = existing.id
+    wanted.update()
+    say(f"automation {SILENCE_AUTOMATION!r}: present")
 
 
 def registry_config(paths: StackPaths) -> dict:
@@ -687,6 +736,7 @@ def up(say: Say = print, paths: StackPaths | None = None, kubernetes: bool = Fal
         ensure_registry(paths, record, say)
         ensure_registry_block(paths, say)
         ensure_deployments(paths, record, say)
+        ensure_silence_automation(say)
         build_go_binaries(say)
         if kubernetes:
             from devstack import cluster

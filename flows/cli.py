@@ -355,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     # Before Prefect is imported: runs go to the local stack's server unless told otherwise.
     os.environ.setdefault("PREFECT_API_URL", DEFAULT_API_URL)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A release run says it is alive every 30 s (Prefect's default is 180): recovery and the
+    # stack's automation take 90 s of silence for a dead process.
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
     args = parser().parse_args(argv)
     return args.func(args)
 

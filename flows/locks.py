@@ -1,40 +1,139 @@
 """One release per app at a time: a Prefect global concurrency limit of 1 per app.
 
-The release and rollback flows hold the app's slot from before they read what runs until
-they have published their outcome, so a second run for the same app waits and then starts
-from what the first one left. The limit lives on the Prefect server, so the rule holds
+The release, rollback and recover flows hold the app's slot from before they read what runs
+until they have published their outcome, so a second run for the same app waits and then
+starts from what the first one left. The limit lives on the Prefect server, so the rule holds
 across processes, workers and machines.
+
+The slot is a lease, renewed by a thread while the run lives. Its id goes on the holding run
+as a tag (`lease:<id>`): a run whose process died holds the slot only until recovery sees it
+dead and frees it (`free_lease`), not for the lease's whole length.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from uuid import UUID
 
-from prefect import get_run_logger
 from prefect.client.orchestration import get_client
-from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.context import FlowRunContext
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
+
+from tasks.steps import run_logger
 
 LEASE_SECONDS = 300
-"""Renewed while the flow runs; a crashed run's slot frees itself after this long."""
+"""How long the slot outlives its holder's last renewal: long enough to ride out a Prefect
+API that stops answering for minutes, since a dead holder's slot is freed by recovery."""
+RENEW_EVERY = 20.0
+LOOK_FOR_DEAD_EVERY = 15.0
+"""While waiting for the slot: how often to look whether its holder died."""
+LEASE_TAG = "lease:"
 
 
 def limit_name(app: str) -> str:
     return f"ferryman-app-{app}"
 
 
+def lease_of(tags: list[str]) -> UUID | None:
+    """The lease a release run holds, from its tags (see `app_lock`)."""
+    for tag in tags:
+        if tag.startswith(LEASE_TAG):
+            with suppress(ValueError):
+                return UUID(tag.removeprefix(LEASE_TAG))
+    return None
+
+
+def free_lease(lease_id: UUID) -> None:
+    """Give back the slot of a dead run's lease (a lease already gone is no error)."""
+    with get_client(sync_client=True) as client, suppress(ObjectNotFound):
+        client.release_concurrency_slots_with_lease(lease_id)
+
+
+def _acquire(client, name: str, holder, wait: float | None) -> UUID:
+    log = run_logger()
+    deadline = None if wait is None else time.monotonic() + wait
+    said = False
+    next_look = time.monotonic() + LOOK_FOR_DEAD_EVERY
+    while True:
+        try:
+            response = client.increment_concurrency_slots_with_lease(
+                [name], 1, "concurrency", LEASE_SECONDS, holder
+            )
+            return UUID(response.json()["lease_id"])
+        except PrefectHTTPStatusError as e:
+            if e.response.status_code != 423:  # 423 Locked: another run holds the slot
+                raise
+            retry_after = float(e.response.headers.get("Retry-After") or 1)
+        if deadline is not None and time.monotonic() + retry_after > deadline:
+            raise TimeoutError(f"{name} is held by another run")
+        app = name.removeprefix("ferryman-app-")
+        if not said:
+            log.info("waiting for the release of %s in progress to finish", app)
+            said = True
+        if time.monotonic() >= next_look:
+            # A holder whose process died would hold the slot until its lease runs out.
+            _bury_dead_holders(app)
+            next_look = time.monotonic() + LOOK_FOR_DEAD_EVERY
+        time.sleep(min(max(retry_after, 0.5), 5.0))
+
+
+def _bury_dead_holders(app: str) -> None:
+    from flows.recovery import bury, dead_releases
+
+    for run, why in dead_releases(app):
+        run_logger().warning("the release run %s holding %s's lock is dead (%s): freeing it",
+                             run.name, app, why)
+        bury(run.id, why, app)
+
+
+def _keep(lease_id: UUID, stop: threading.Event) -> None:
+    """Renew the lease until stopped; an API that does not answer is tried again next time
+    (the lease outlasts many missed renewals)."""
+    while not stop.wait(RENEW_EVERY):
+        try:
+            with get_client(sync_client=True) as client:
+                client.renew_concurrency_lease(lease_id, LEASE_SECONDS)
+        except Exception as e:  # noqa: BLE001 (logged; the next tick tries again)
+            run_logger().warning("could not renew the app's lock (%s); trying again", e)
+
+
 @contextmanager
-def app_lock(app: str) -> Iterator[None]:
-    """Hold the app's release slot; waits (and says so) while another run holds it."""
+def app_lock(app: str, wait: float | None = None) -> Iterator[UUID]:
+    """Hold the app's release slot; waits (and says so) while another run holds it.
+
+    `wait`: give up with TimeoutError after this many seconds (None: wait as long as it
+    takes). Yields the lease's id.
+    """
     name = limit_name(app)
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=run.id) if run else None
     with get_client(sync_client=True) as client:
-        # `concurrency` does not block on a limit that does not exist; another run may
+        # Acquiring from a limit that does not exist would not block; another run may
         # create it at the same moment.
         with suppress(ObjectAlreadyExists):
             client.upsert_global_concurrency_limit_by_name(name, limit=1)
-        limit = client.read_global_concurrency_limit_by_name(name)
-    if limit.active_slots >= limit.limit:
-        get_run_logger().info("waiting for the release of %s in progress to finish", app)
-    with concurrency(name, occupy=1, lease_duration=LEASE_SECONDS, strict=True):
-        yield
+        lease_id = _acquire(client, name, holder, wait)
+        if run is not None:
+            from flows.recovery import process_tag
+
+            tags = set(client.read_flow_run(run.id).tags)
+            client.update_flow_run(run.id, tags=sorted(tags | {f"{LEASE_TAG}{lease_id}",
+                                                               process_tag()}))
+    stop = threading.Event()
+    keeper = threading.Thread(target=_keep, args=(lease_id, stop), daemon=True,
+                              name=f"lease {name}")
+    keeper.start()
+    try:
+        yield lease_id
+    finally:
+        stop.set()
+        try:
+            free_lease(lease_id)
+        except Exception as e:  # noqa: BLE001 (the lease runs out by itself)
+            run_logger().warning("could not give back the app's lock (%s); it frees itself "
+                                 "within %d s", e, LEASE_SECONDS)

@@ -12,13 +12,17 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.context import FlowRunContext
 from prefect.states import State
 
 from tasks.analysis.decision import Decision, Verdict
@@ -68,6 +72,135 @@ def request_abort(run_id: UUID, by: str) -> None:
         run = client.read_flow_run(run_id)
         client.update_flow_run(run_id, tags=sorted(set(run.tags) | {ABORT_TAG,
                                                                     f"{ABORTED_BY}{by}"}))
+
+
+SILENT_FOR = 90.0
+"""A release run that sent no heartbeat for this long is dead (it sends one every
+`HEARTBEAT_SECONDS`; see `PREFECT_FLOWS_HEARTBEAT_FREQUENCY`)."""
+HEARTBEAT_SECONDS = 30
+PROCESS_TAG = "process:"
+
+
+def process_tag() -> str:
+    """`process:<host>:<pid>`: where a release runs, so that a recovery on the same host can
+    tell at once that it died."""
+    return f"{PROCESS_TAG}{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_gone(tags: list[str]) -> str | None:
+    for tag in tags:
+        if tag.startswith(PROCESS_TAG):
+            host, _, pid = tag.removeprefix(PROCESS_TAG).rpartition(":")
+            if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+                return f"its process {pid} on {host} is gone"
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def why_dead(run_id: UUID | str) -> str | None:
+    """Why a release run is no longer alive (ended, its process gone, silent), or None while
+    it may still be working. An API that does not answer says nothing either way: None."""
+    from prefect.events.filters import (
+        EventFilter,
+        EventNameFilter,
+        EventOccurredFilter,
+        EventResourceFilter,
+    )
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        run_id = UUID(str(run_id))
+    except ValueError:
+        return f"{run_id!r} is not a flow run id"
+    try:
+        with get_client(sync_client=True) as client:
+            try:
+                run = client.read_flow_run(run_id)
+            except ObjectNotFound:
+                return "no such run on the Prefect server"
+            if run.state is not None and run.state.is_final():
+                return f"it ended {run.state.name}"
+            gone = _process_gone(run.tags)
+            if gone:
+                return gone
+            since = datetime.now(UTC) - timedelta(seconds=SILENT_FOR)
+            if run.start_time is None or run.start_time > since:
+                return None  # too young to have missed heartbeats
+            beats = client.read_events(filter=EventFilter(
+                occurred=EventOccurredFilter(since=since),
+                event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+                resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+            ), limit=1).events
+    except Exception:  # noqa: BLE001 (no answer is no proof of death)
+        return None
+    return None if beats else f"no heartbeat for {SILENT_FOR:.0f} s"
+
+
+def bury(run_id: UUID | str, why: str, app: str) -> None:
+    """A dead release run: mark it Crashed (so that the UI and the triggers stop counting it
+    as alive) and free the app's lock it held."""
+    from flows.locks import free_lease, lease_of
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(str(run_id)))
+        lease = lease_of(run.tags)
+        if lease is not None:
+            free_lease(lease)
+        if run.state is not None and not run.state.is_final():
+            from prefect.states import Crashed
+
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(run.id, Crashed(
+                    message=f"{why}; {app} is being restored by recovery"), force=True)
+    except Exception as e:  # noqa: BLE001 (recovery goes on; the lease runs out by itself)
+        run_logger().warning("could not close the dead run %s: %s", run_id, e)
+
+
+def dead_releases(app: str) -> list[tuple[FlowRun, str]]:
+    """The release runs of `app` that Prefect still counts as running or waiting, with why
+    they are dead."""
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["release"])),
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[f"app:{app}"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(
+                    any_=[StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING])),
+            ),
+            limit=50,
+        )
+    me = FlowRunContext.get()
+    found = []
+    for run in runs:
+        if me is not None and run.id == me.flow_run.id:
+            continue
+        why = why_dead(run.id)
+        if why is not None:
+            found.append((run, why))
+    return found
 
 
 def recover(spec: ReleaseSpec, target: Target, why: str) -> Ending | None:
@@ -122,7 +255,14 @@ def _crashed(run_id: str, message: str) -> None:
 
 def recover_if_unjudged(spec: ReleaseSpec, target: Target) -> str | None:
     """First thing a release does under the app's lock: finish what a dead one left;
-    returns what was done, in words."""
+    returns what was done, in words. Raises FerrymanError when the release that left its
+    mark is still alive (it lost the lock, say, to an API that stopped answering)."""
+    mark = target.status().in_flight
+    me = FlowRunContext.get()
+    mine = me is not None and mark is not None and mark.run_id == str(me.flow_run.id)
+    if mark is not None and not mine and why_dead(mark.run_id) is None:
+        raise FerrymanError(f"the release of {mark.version} (run {mark.run_id}) is still "
+                            f"changing {spec.app}; not starting another one beside it")
     try:
         ending = recover(spec, target, "before this release")
         return None if ending is None else f"{ending.outcome.value}: {ending.reason}"
@@ -132,8 +272,13 @@ def recover_if_unjudged(spec: ReleaseSpec, target: Target) -> str | None:
 
 
 def restore_after_interruption(flow, flow_run, state) -> None:
-    """on_cancellation / on_crashed hook of the release flow: a run killed before it could
-    restore by itself (a worker's SIGTERM past the grace period, a lost process)."""
+    """on_cancellation / on_crashed hook of the release flow, for a run killed before it
+    could restore by itself (a worker's SIGKILL 30 s after its SIGTERM, a lost process).
+
+    Prefect calls it by keyword (`flow`, `flow_run`, `state`), in a fresh process when a
+    worker ran the flow: everything comes from the run's parameters and tags.
+    """
+    from flows.locks import app_lock, free_lease, lease_of
     from flows.triggers import spec_path_for
     from tasks.registries import load_auth
     from tasks.spec import load_spec
@@ -141,13 +286,19 @@ def restore_after_interruption(flow, flow_run, state) -> None:
 
     parameters = flow_run.parameters or {}
     try:
+        with get_client(sync_client=True) as client:
+            tags = client.read_flow_run(flow_run.id).tags
+        lease = lease_of(tags)
+        if lease is not None:
+            free_lease(lease)  # the run is over, and so is its hold on the app
         spec = load_spec(spec_path_for(str(parameters.get("app") or ""),
                                        str(parameters.get("spec_path") or "")))
         target = get_target(spec, load_auth(spec.registry))
-        status = target.status()
-        if status.in_flight is not None and status.in_flight.run_id == str(flow_run.id):
-            recover(spec, target, f"the run was {state.name.lower()}")
-    except Exception as e:  # a hook must not raise; recovery will find the mark
+        mark = target.status().in_flight
+        if mark is not None and mark.run_id == str(flow_run.id):
+            with app_lock(spec.app, wait=600):
+                recover(spec, target, f"the run was {state.name.lower()}")
+    except Exception as e:  # noqa: BLE001 (a hook must not raise; recovery finds the mark)
         run_logger().error("could not restore after the run was %s: %s", state.name, e)
 
 
@@ -159,9 +310,10 @@ def active_release_of(app: str):
 
 
 @flow(name="recover", log_prints=True)
-def recover_app(spec_path: str = "", app: str = "") -> State:
-    """Restore and verify the stable version of an app that a release left unjudged
-    (`ferryman recover`, and the stack's `recover` deployments)."""
+def recover_app(spec_path: str = "", app: str = "", crashed_run_id: str = "") -> State:
+    """Restore and verify the stable version of an app that a release left unjudged:
+    `ferryman recover`, and the `recover/on-crash` deployment that Prefect starts when a
+    release run crashed or went silent (`crashed_run_id`)."""
     from flows.locks import app_lock
     from flows.release import StepClock, finish, measurement_records
     from flows.reporting import label_run
@@ -172,16 +324,28 @@ def recover_app(spec_path: str = "", app: str = "") -> State:
     from tasks.targets import get_target
 
     steps = StepClock()
+    if crashed_run_id and not (app or spec_path):
+        app, spec_path = _app_of_run(crashed_run_id)
     spec = load_spec(spec_path_for(app, spec_path))
-    with app_lock(spec.app):
-        target = get_target(spec, load_auth(spec.registry))
-        status = target.status()
-        current = status.current.version if status.current else "nothing"
-        label_run(spec, f"{spec.app} recovery", "recovery")
-        result = ReleaseResult(app=spec.app, version=current, strategy="recovery",
-                               outcome=Outcome.SKIPPED,
-                               reason=f"nothing to recover: {spec.app} runs {current}, judged")
-        ending = recover(spec, target, "recovery")
+    log = run_logger()
+    for run, why in dead_releases(spec.app):
+        log.warning("release run %s (%s) is dead: %s", run.name, run.id, why)
+        bury(run.id, why, spec.app)
+    target = get_target(spec, load_auth(spec.registry))
+    status = target.status()
+    current = status.current.version if status.current else "nothing"
+    label_run(spec, f"{spec.app} recovery", "recovery")
+    result = ReleaseResult(app=spec.app, version=current, strategy="recovery",
+                           outcome=Outcome.SKIPPED,
+                           reason=f"nothing to recover: {spec.app} runs {current}, judged")
+    mark = status.in_flight
+    alive = mark is not None and why_dead(mark.run_id) is None
+    if alive:
+        result.reason = (f"the release of {mark.version} (run {mark.run_id}) is still running; "
+                         "stop it with `ferryman abort`")
+    elif status.unjudged():
+        with app_lock(spec.app):
+            ending = recover(spec, target, "recovery")
         if ending is not None:
             to = status.restore_point()
             result.version = to.version if to else "none"
@@ -190,3 +354,11 @@ def recover_app(spec_path: str = "", app: str = "") -> State:
             result.rollback_measurements = measurement_records(
                 ending.restored, result.version, "restored")
     return finish(spec, result, steps)
+
+
+def _app_of_run(run_id: str) -> tuple[str, str]:
+    """The app and spec path a release run released (its parameters)."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+    parameters = run.parameters or {}
+    return str(parameters.get("app") or ""), str(parameters.get("spec_path") or "")

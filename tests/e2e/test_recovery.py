@@ -1,0 +1,200 @@
+"""Faults injected for real into releases of the demo app on the local stack: a killed
+release process, a killed worker, Prometheus stopped, Prefect's API frozen. Whatever
+happens, the app ends on a judged version.
+
+Each test prints how long the app took to serve its stable version again; docs/RELIABILITY.md
+collects the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.helpers import (
+    DEMO_SPEC,
+    demo_spec_copy,
+    demo_status,
+    ferryman,
+    record_of,
+    release,
+    start_release,
+)
+
+pytestmark = pytest.mark.stack
+
+RUN = f"r{int(time.time()) % 1_000_000}"
+RECOVERED_WITHIN = 300.0
+"""The promise: a dead release's app serves its stable version again within 5 minutes."""
+
+
+@pytest.fixture(scope="module")
+def stable() -> str:
+    version = f"5.0.0-{RUN}"
+    code, record = release(version)
+    assert code == 0, record["reason"]
+    return version
+
+
+def wait_until(check, timeout: float, what: str, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
+
+
+def running(version: str) -> bool:
+    return demo_status()["running"] == version
+
+
+def judged_on(version: str) -> bool:
+    """The app serves `version`, its stable one, on every replica, with nothing beside it and
+    no release's mark left."""
+    now = demo_status()
+    running_, desired = now["replicas"].split("/")
+    return (now["running"] == now["stable"] == version and running_ == desired
+            and now["beside_it"] is None and now["release_in_flight"] is None)
+
+
+def flow_run_of(version: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(like_=f"-> {version}")))
+    return runs[0] if runs else None
+
+
+def test_killed_release_is_restored_at_once_by_ferryman_recover(stable):
+    bad = f"5.1.0-{RUN}-bad"
+    process = start_release(bad, "FAIL_RATE=0.5")
+    wait_until(lambda: running(bad), 240, f"{bad} serving")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed = time.monotonic()
+
+    done = ferryman("recover", DEMO_SPEC, "--json")
+
+    took = time.monotonic() - killed
+    record = record_of(done.stdout, done.stderr)
+    assert done.returncode == 3, record
+    assert record["outcome"] == "rolled_back"
+    assert f"{stable} restored and verified" in record["reason"], record["reason"]
+    assert judged_on(stable)
+    run = flow_run_of(bad)
+    assert run.state.name == "Crashed", run.state
+    print(f"\nSIGKILL of the CLI, then ferryman recover: stable again in {took:.1f} s")
+
+
+def test_killed_release_is_restored_without_anyone_typing_anything(stable):
+    bad = f"5.2.0-{RUN}-bad"
+    process = start_release(bad, "FAIL_RATE=0.5")
+    wait_until(lambda: running(bad), 240, f"{bad} serving")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed = time.monotonic()
+
+    wait_until(lambda: judged_on(stable), RECOVERED_WITHIN, f"{stable} judged again",
+               every=2)
+
+    took = time.monotonic() - killed
+    assert flow_run_of(bad).state.name == "Crashed"
+    print(f"\nSIGKILL of the CLI, nothing typed: stable again in {took:.1f} s")
+
+
+def test_killed_worker_and_its_run_are_recovered_by_themselves(stable):
+    """The worker and the run it started die together (a host lost, say); a worker comes
+    back, and Prefect's automation and the recover deployment do the rest."""
+    from prefect.deployments import run_deployment
+
+    from devstack.stack import StackPaths
+
+    bad = f"5.3.0-{RUN}-bad"
+    run_deployment("release/manual", parameters={
+        "app": "demo", "version": bad, "build_args": [{"name": "FAIL_RATE", "value": "0.5"}]},
+        timeout=0)
+    wait_until(lambda: running(bad), 300, f"{bad} serving")
+    run = wait_until(lambda: flow_run_of(bad), 30, "the release run")
+    process = [t for t in run.tags if t.startswith("process:")]
+    assert process, run.tags
+    child = int(process[0].rsplit(":", 1)[1])
+    record = json.loads(StackPaths.default().record.read_text())
+    os.kill(record["worker_pid"], signal.SIGKILL)
+    os.kill(child, signal.SIGKILL)
+    killed = time.monotonic()
+    up = ferryman("stack", "up", timeout=600)  # a worker comes back, as a supervisor would
+    assert up.returncode == 0, up.stderr
+
+    wait_until(lambda: judged_on(stable), RECOVERED_WITHIN, f"{stable} judged again",
+               every=2)
+
+    took = time.monotonic() - killed
+    print(f"\nworker and its run SIGKILLed: stable again in {took:.1f} s")
+
+
+def test_prometheus_stopped_during_the_analysis_never_promotes(tmp_path, stable):
+    good = f"5.4.0-{RUN}"
+    process = start_release(good)
+    try:
+        wait_until(lambda: running(good), 240, f"{good} serving")
+        subprocess.run(["docker", "stop", "ferryman-prometheus"], check=True,
+                       capture_output=True)
+        out, err = process.communicate(timeout=600)
+    finally:
+        process.kill()
+        subprocess.run(["docker", "start", "ferryman-prometheus"], capture_output=True)
+    record = record_of(out, err)
+    assert (process.returncode, record["outcome"]) == (3, "rolled_back"), record["reason"]
+    assert "consecutive errors" in record["reason"] and "unreachable" in record["reason"]
+    assert f"{stable} restored, but could not verify it" in record["reason"]
+    assert judged_on(stable)
+
+
+def test_prefect_api_frozen_for_a_minute_during_a_verify_still_ends_judged(stable):
+    from devstack.stack import StackPaths
+
+    good = f"5.5.0-{RUN}"
+    record = json.loads(StackPaths.default().record.read_text())
+    server = record["prefect_pid"]
+    process = start_release(good)
+    try:
+        wait_until(lambda: running(good), 240, f"{good} serving")
+        time.sleep(5)  # inside the analysis
+        os.kill(server, signal.SIGSTOP)
+        time.sleep(60)
+        os.kill(server, signal.SIGCONT)
+        out, err = process.communicate(timeout=900)
+    finally:
+        os.kill(server, signal.SIGCONT)
+        process.kill()
+    result = record_of(out, err)
+    assert process.returncode in (0, 3), result
+    version = good if result["outcome"] == "promoted" else stable
+    assert judged_on(version), demo_status()
+    print(f"\nPrefect frozen 60 s mid-verify: {result['outcome']} ({result['reason']})")
+
+
+def test_a_paused_release_of_a_dead_process_is_not_waited_for(tmp_path, stable):
+    """A release that died while waiting for a person holds no lock: the next release goes."""
+    spec = demo_spec_copy(tmp_path, lambda d: d["analysis"].update(
+        {"on_inconclusive": "pause", "inconclusive_limit": 0}))
+    silent = f"5.6.0-{RUN}-silent"
+    process = start_release(silent, "DISABLE_METRICS=1", spec=str(spec))
+    wait_until(lambda: (run := flow_run_of(silent)) and run.state.is_paused(), 300,
+               "the pause")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    code, record = release(f"5.7.0-{RUN}")
+
+    assert code == 0, record["reason"]
+    assert flow_run_of(silent).state.name == "Crashed"
