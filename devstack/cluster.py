@@ -502,6 +502,8 @@ def up(say: Say = print, paths: StackPaths | None = None) -> None:
     record["bin_dir"] = str(bin_dir)
     record["prometheus"] = str(prometheus_build(say))
     try:
+        record["network"] = True  # before making it: a half-done up is undone by down too
+        cp.save_record(record)
         ensure_routes(say)
         ensure_firewall(say)
         everything = components(cp, bin_dir)
@@ -630,10 +632,13 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
         run("umount", point, check=False)
         if point in _mounts_under(cp.root):
             run("umount", "-l", point, check=False)
-    _remove_cgroups(say)
     _restore_kernel_tunables(record, say)
-    remove_interfaces(say)
-    remove_firewall(say)
+    # The machine's interfaces, iptables chains and cgroups are shared by every state
+    # folder: only the one whose `up` made them takes them away.
+    if record.pop("network", False):
+        _remove_cgroups(say)
+        remove_interfaces(say)
+        remove_firewall(say)
     shutil.rmtree(cp.ipam, ignore_errors=True)
     shutil.rmtree(cp.containerd / "state", ignore_errors=True)
     record.pop("fingerprints", None)

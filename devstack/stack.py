@@ -460,7 +460,18 @@ def registry_config(paths: StackPaths) -> dict:
     }
 
 
+def _scrub(log: Path, secret: str) -> None:
+    """Take `secret` out of a log an older configuration wrote it into (a registry at log
+    level info printed the notification endpoint's headers)."""
+    if not secret or not log.exists():
+        return
+    text = log.read_bytes()
+    if secret.encode() in text:
+        log.write_bytes(text.replace(secret.encode(), b"<redacted>"))
+
+
 def ensure_registry(paths: StackPaths, record: dict, say: Say) -> None:
+    _scrub(paths.logs / "registry.log", webhook_secret(paths))
     url = f"http://{REGISTRY}/v2/"
     config_file = paths.registry / "config.yml"
     wanted = yaml.safe_dump(registry_config(paths))

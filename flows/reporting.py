@@ -41,11 +41,12 @@ def label_run(spec: ReleaseSpec, name: str, strategy: str, trigger: str = "manua
     run = get_run_context().flow_run
     if trigger == "manual":
         trigger = "deployment" if run.deployment_id else "cli"
-    tags = set(run.tags) | {
-        f"app:{spec.app}", f"target:{spec.target.kind}", f"strategy:{strategy}",
-        f"trigger:{trigger}",
-    }
     with get_client(sync_client=True) as client:
+        # The run's tags as they are now: the lock adds its own while the run goes on.
+        tags = set(client.read_flow_run(run.id).tags) | {
+            f"app:{spec.app}", f"target:{spec.target.kind}", f"strategy:{strategy}",
+            f"trigger:{trigger}",
+        }
         client.update_flow_run(run.id, name=name, tags=sorted(tags))
 
 

@@ -168,3 +168,14 @@ def test_down_leaves_a_network_named_ferryman_that_up_did_not_make(monkeypatch, 
     monkeypatch.setattr(stack, "_docker", lambda timeout: FakeDocker([theirs]))
     stack.down(say=lambda line: None, paths=StackPaths(tmp_path))
     assert not theirs.removed
+
+
+def test_up_scrubs_a_secret_an_older_registry_configuration_logged(tmp_path):
+    from devstack.stack import _scrub
+
+    log = tmp_path / "registry.log"
+    log.write_text('msg="configuring endpoint ferryman, headers=map[Authorization:'
+                   '[Bearer s3cr3t]]"\na later line\n')
+    _scrub(log, "s3cr3t")
+    assert log.read_text() == ('msg="configuring endpoint ferryman, headers=map['
+                               'Authorization:[Bearer <redacted>]]"\na later line\n')
