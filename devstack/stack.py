@@ -429,9 +429,14 @@ def ensure_silence_automation(say: Say) -> None:
         wanted.create()
         say(f"automation {SILENCE_AUTOMATION!r}: created")
         return
+    same = ("trigger", "actions", "description", "enabled")
+    if existing.model_dump(include=set(same)) == wanted.model_dump(include=set(same)):
+        # Left alone: an update would forget the runs the trigger is timing now.
+        say(f"automation {SILENCE_AUTOMATION!r}: present")
+        return
     wanted.id = existing.id
     wanted.update()
-    say(f"automation {SILENCE_AUTOMATION!r}: present")
+    say(f"automation {SILENCE_AUTOMATION!r}: updated")
 
 
 def registry_config(paths: StackPaths) -> dict:

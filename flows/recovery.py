@@ -171,30 +171,39 @@ def bury(run_id: UUID | str, why: str, app: str) -> None:
 
 
 def dead_releases(app: str) -> list[tuple[FlowRun, str]]:
-    """The release runs of `app` that Prefect still counts as running or waiting, with why
-    they are dead."""
+    """The release runs of `app` that died: the ones Prefect still counts as running or
+    waiting whose process is gone, and the ones marked Crashed (whose hold on the app's
+    lock outlives them until it is freed), with why they are dead."""
     from prefect.client.schemas.filters import (
         FlowFilter,
         FlowFilterName,
         FlowRunFilter,
+        FlowRunFilterEndTime,
         FlowRunFilterState,
         FlowRunFilterStateType,
         FlowRunFilterTags,
     )
 
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=["release"])),
-            flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=[f"app:{app}"]),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(
-                    any_=[StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING])),
-            ),
-            limit=50,
-        )
+    from flows.locks import LEASE_SECONDS
+
+    def runs(states: list[StateType], **conditions) -> list[FlowRun]:
+        with get_client(sync_client=True) as client:
+            return client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["release"])),
+                flow_run_filter=FlowRunFilter(
+                    tags=FlowRunFilterTags(all_=[f"app:{app}"]),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
+                    **conditions,
+                ),
+                limit=50,
+            )
+
+    recently = FlowRunFilterEndTime(after_=datetime.now(UTC) - timedelta(seconds=LEASE_SECONDS))
+    candidates = runs([StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING])
+    candidates += runs([StateType.CRASHED], end_time=recently)
     me = FlowRunContext.get()
     found = []
-    for run in runs:
+    for run in candidates:
         if me is not None and run.id == me.flow_run.id:
             continue
         why = why_dead(run.id)
