@@ -198,3 +198,90 @@ def test_a_paused_release_of_a_dead_process_is_not_waited_for(tmp_path, stable):
 
     assert code == 0, record["reason"]
     assert flow_run_of(silent).state.name == "Crashed"
+
+
+def test_cancel_from_the_prefect_api_mid_canary_restores_and_ends_cancelled(tmp_path, stable):
+    """Cancel in the UI is a Cancelling state: the release sees it between its steps,
+    restores the stable version and ends Cancelled, named Aborted."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    spec = demo_spec_copy(tmp_path, lambda d: d.update({"strategy": {
+        "kind": "canary", "steps": [{"weight": 33}, {"analysis": {}}, {"weight": 50},
+                                    {"analysis": {}}]}}))
+    version = f"5.8.0-{RUN}"
+    process = start_release(version, spec=str(spec))
+    try:
+        run = wait_until(lambda: (r := flow_run_of(version)) and "canary" in demo_beside()
+                         and r, 240, "the canary")
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Cancelling(message="cancelled by the test"))
+        out, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    record = record_of(out, err)
+    assert (process.returncode, record["outcome"]) == (3, "aborted"), record["reason"]
+    assert "cancelled in the Prefect UI or API" in record["reason"]
+    assert flow_run_of(version).state.type.value == "CANCELLED"
+    assert judged_on(stable)
+
+
+def demo_beside() -> str:
+    return str(demo_status()["beside_it"] or "")
+
+
+def test_docker_engine_restarted_mid_release_is_retried_then_the_release_ends_judged(stable):
+    """The engine goes away as the build ends (the push, or the step after it when the push
+    was quicker): the step fails to reach it, is retried (a transient error), and once the
+    engine is back the release goes on to a judged end."""
+    from devstack.stack import StackPaths
+
+    record = json.loads(StackPaths.default().record.read_text())
+    if not record.get("dockerd_pid"):
+        pytest.skip("the stack did not start this Docker engine; it will not restart it")
+    version = f"5.9.0-{RUN}"
+    process = start_release(version)
+    try:
+        wait_until(lambda: _task_state(version, "package") == "COMPLETED", 240, "the build")
+        os.kill(record["dockerd_pid"], signal.SIGTERM)
+        stopped = time.monotonic()
+        # Gone for good: its process ended (the API goes some seconds earlier).
+        wait_until(lambda: not os.path.exists(f"/proc/{record['dockerd_pid']}"), 120,
+                   "the engine stopping")
+        up = ferryman("stack", "up", timeout=600)
+        assert up.returncode == 0, up.stderr
+        print(f"\nDocker engine back in {time.monotonic() - stopped:.1f} s")
+        out, err = process.communicate(timeout=900)
+    finally:
+        process.kill()
+    result = record_of(out, err)
+    assert result["outcome"] in ("promoted", "rolled_back"), result
+    retried = {t.name: t.run_count for t in _tasks(version, "") if t.run_count > 1}
+    assert retried, "no step was retried"
+    version_now = version if result["outcome"] == "promoted" else stable
+    wait_until(lambda: judged_on(version_now), 300, f"{version_now} judged")
+    print(f"Docker engine restarted after the build: retried {retried}; {result['outcome']} "
+          f"({result['reason'][:120]})")
+
+
+def _task_state(version: str, name: str) -> str | None:
+    tasks = _tasks(version, name)
+    return tasks[0].state.type.value if tasks and tasks[0].state else None
+
+
+def _tasks(version: str, name: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterName,
+    )
+
+    run = flow_run_of(version)
+    if run is None:
+        return []
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_=name)))

@@ -381,3 +381,21 @@ def test_dry_run_checks_everything_and_changes_nothing():
     assert absent.returncode == 1
     assert "ImageNotFoundError" in record_of(absent.stdout, absent.stderr)["reason"]
     assert demo_status() == before
+
+
+def test_a_push_still_starts_a_release_while_500_idle_connections_are_open():
+    """Idle or slow clients do not starve the registry's deliveries."""
+    import socket
+
+    idle = []
+    try:
+        for _ in range(500):
+            idle.append(socket.create_connection(("127.0.0.1", 8470), timeout=5))
+        version = f"{MAJOR}.11.0"
+        pushed, _ = docker_push(version)
+        [run] = wait_for_runs(version, timeout=60)
+        assert run.created.timestamp() - pushed < 30
+    finally:
+        for connection in idle:
+            connection.close()
+    wait_until_final(run.id)
