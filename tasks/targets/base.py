@@ -8,6 +8,7 @@ workload gets is the router's business (`tasks/routers/`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -101,6 +102,20 @@ class TargetStatus:
 
 Progress = Callable[[str], None]
 """Where a long step reports one human-readable line at a time (a run's logger, print)."""
+
+
+def follow(look: Callable[[], tuple[bool, str]], progress: Progress, poll_seconds: float) -> None:
+    """Call `look` every `poll_seconds` until it says done; report each new line it gives
+    (and the last one). What `look` raises (DeployFailed) ends the wait."""
+    last = ""
+    while True:
+        done, line = look()
+        if done or line != last:
+            progress(line)
+            last = line
+        if done:
+            return
+        time.sleep(poll_seconds)
 
 
 class Target(Protocol):

@@ -33,9 +33,19 @@ from docker.types import (
 from tasks.errors import DeployFailed, SpecError, TargetError, TargetUnavailableError
 from tasks.registries import RegistryAuth
 from tasks.spec import ReleaseSpec
-from tasks.targets.base import InFlight, Progress, Role, TargetStatus, Version, Workload
+from tasks.targets import records
+from tasks.targets.base import (
+    InFlight,
+    Progress,
+    Role,
+    TargetStatus,
+    Version,
+    Workload,
+    follow,
+)
 from tasks.targets.compose import Definition, load_service
 from tasks.targets.compose import UpdateConfig as ComposeUpdateConfig
+from tasks.targets.records import tag_of
 
 LABEL = "ferryman"
 MANAGED = f"{LABEL}.managed"
@@ -43,7 +53,6 @@ ROLE = f"{LABEL}.role"
 TEMPLATE = "template"
 """Label suffix holding a version's whole task template (JSON), so a rollback restores
 the environment, command and limits it ran with, not only its image."""
-RELEASE = f"{LABEL}.release"
 # Swarm update states that mean the platform itself gave up on the new version.
 SWARM_GAVE_UP = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
 # A new task that failed this many times is a crash loop, not a slow start.
@@ -56,23 +65,15 @@ ALL_AT_ONCE = ComposeUpdateConfig(parallelism=0, order="start-first", failure_ac
 
 
 def _version_labels(prefix: str, version: Version | None) -> dict[str, str]:
-    if version is None:
-        return {}
-    return {f"{LABEL}.{prefix}version": version.version, f"{LABEL}.{prefix}image": version.image}
+    return records.version_entries(f"{LABEL}.", prefix, version)
 
 
 def _version_from(labels: dict[str, str], prefix: str) -> Version | None:
-    version = labels.get(f"{LABEL}.{prefix}version")
-    image = labels.get(f"{LABEL}.{prefix}image")
-    return Version(version, image) if version and image else None
+    return records.version_of(labels, f"{LABEL}.", prefix)
 
 
 def _mark_from(labels: dict[str, str]) -> InFlight | None:
-    run = labels.get(f"{RELEASE}.run")
-    if not run:
-        return None
-    return InFlight(run, labels.get(f"{RELEASE}.version", "?"),
-                    labels.get(f"{RELEASE}.started", ""))
+    return records.mark_of(labels, f"{LABEL}.")
 
 
 def _docker_update_config(config: ComposeUpdateConfig) -> UpdateConfig:
@@ -167,7 +168,7 @@ class SwarmTarget:
         spec = service.attrs["Spec"]
         labels = spec.get("Labels") or {}
         image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
-        version = _version_from(labels, "") or Version(_tag_of(image), image)
+        version = _version_from(labels, "") or Version(tag_of(image), image)
         ready = [
             t for t in tasks
             if t["DesiredState"] == "running" and t["Status"]["State"] == "running"
@@ -334,8 +335,7 @@ class SwarmTarget:
 
     def begin(self, mark: InFlight, restore_point: Version | None) -> None:
         """Label the stable service with the release's mark and its restore point."""
-        release = {f"{RELEASE}.run": mark.run_id, f"{RELEASE}.version": mark.version,
-                   f"{RELEASE}.started": mark.started}
+        release = records.mark_entries(f"{LABEL}.", mark)
         service = self._service(Role.STABLE)
         if service is None:  # a first install: the mark goes on with the new service
             self._pending_mark = release
@@ -477,8 +477,7 @@ class SwarmTarget:
         service = self._service(Role.STABLE)
         if service is None:
             return
-        labels = {k: v for k, v in (service.attrs["Spec"].get("Labels") or {}).items()
-                  if not k.startswith(f"{RELEASE}.")}
+        labels = records.without_mark(service.attrs["Spec"].get("Labels") or {}, f"{LABEL}.")
         if stable is not None:
             labels |= _version_labels("stable.", stable)
             template = labels.get(f"{LABEL}.{TEMPLATE}")
@@ -538,29 +537,15 @@ class SwarmTarget:
 
     def wait(self, role: Role, version: Version, progress: Progress, ready: int = 0) -> None:
         """Poll until `ready` replicas (0: every replica, and nothing else) run `version`."""
-        last_line = ""
-        while True:
+
+        def look() -> tuple[bool, str]:
             workload = self.watch(role, version)
-            line = (f"{self.service_name(role)}: {workload.ready}/{workload.desired} tasks "
-                    f"running {version.version}")
-            if ready and workload.ready >= ready:
-                progress(line)
-                return
-            if not ready and self._converged(role, workload):
-                progress(line)
-                return
-            if line != last_line:
-                progress(line)
-                last_line = line
-            time.sleep(self.poll_seconds)
+            done = (workload.ready >= ready) if ready else self._converged(role, workload)
+            return done, (f"{self.service_name(role)}: {workload.ready}/{workload.desired} "
+                          f"tasks running {version.version}")
+
+        follow(look, progress, self.poll_seconds)
 
 
 def _update_started(service) -> str | None:
     return (service.attrs.get("UpdateStatus") or {}).get("StartedAt")
-
-
-def _tag_of(image: str) -> str:
-    """The tag of an image reference, for services Ferryman did not label ('unknown' if none)."""
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else "unknown"
