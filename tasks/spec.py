@@ -192,6 +192,84 @@ class SwarmTargetSpec(_Spec):
         return _existing(value, info, "stack file", is_dir=False)
 
 
+_K8S_NAME = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
+"""A DNS subdomain, as Kubernetes names Deployments."""
+
+
+class KubernetesTargetSpec(_Spec):
+    """A Kubernetes Deployment behind a Service, reached with the official client.
+
+    How to connect: `kubeconfig` (a file), `in_cluster` (the pod's ServiceAccount) or
+    `cluster_config_block` (prefect-kubernetes' KubernetesClusterConfig); at most one, and
+    none means the kubeconfig kubectl would use (KUBECONFIG, ~/.kube/config).
+    `deployment` and `service` default to the app's name.
+    """
+
+    kind: Literal["kubernetes"]
+    kubeconfig: Path | None = None
+    """Resolved from the spec's folder; read when Ferryman connects, not when the spec is
+    loaded (the file is a credential a worker may only get at run time)."""
+    in_cluster: bool = False
+    cluster_config_block: str | None = None
+    context: str | None = None
+    """The kubeconfig's context (the block's `context_name`, else the current context)."""
+    namespace: Annotated[str, Field(pattern=_DNS_LABEL)] | None = None
+    """Default: the context's namespace (in a cluster, the pod's own), else `default`."""
+    deployment: Annotated[str, Field(pattern=_K8S_NAME)]
+    service: Annotated[str, Field(pattern=_DNS_LABEL)]
+    container: Annotated[str, Field(pattern=_DNS_LABEL)] | None = None
+    """The container whose image is released; default: the pod's first."""
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    metrics_path: Annotated[str, Field(pattern=r"^/")] = "/metrics"
+    manifests: Path | None = None
+    """A folder of YAML manifests (`deployments/<app>/k8s/`), applied with server-side apply
+    when the app's Deployment does not exist yet."""
+    deploy_timeout: Annotated[Seconds, Field(gt=0)] = 180.0
+
+    @field_validator("kubeconfig")
+    @classmethod
+    def _from_the_specs_folder(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        base = (info.context or {}).get("base_dir")
+        if value is not None and base is not None and not value.is_absolute():
+            value = Path(base) / value
+        return value.resolve() if value is not None else None
+
+    @field_validator("manifests")
+    @classmethod
+    def _manifests_exist(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _existing(value, info, "manifests folder",
+                                                     is_dir=True)
+
+    @model_validator(mode="after")
+    def _one_way_to_connect(self) -> KubernetesTargetSpec:
+        given = [name for name, on in (("kubeconfig", self.kubeconfig is not None),
+                                       ("in_cluster", self.in_cluster),
+                                       ("cluster_config_block",
+                                        self.cluster_config_block is not None)) if on]
+        if len(given) > 1:
+            raise ValueError(f"give one way to reach the cluster, not {' and '.join(given)}")
+        return self
+
+
+TARGET_KINDS = ("swarm", "kubernetes")
+
+
+def _kubernetes_names(value: object) -> object:
+    """`deployment` defaults to the app's name and `service` to the deployment's."""
+    if not isinstance(value, dict) or not isinstance(value.get("target"), dict):
+        return value
+    target = value["target"]
+    if target.get("kind") != "kubernetes":
+        return value
+    deployment = target.get("deployment", value.get("app"))
+    target = {**target, "deployment": deployment, "service": target.get("service", deployment)}
+    return {**value, "target": {k: v for k, v in target.items() if v is not None}}
+
+
+TargetSpec = Annotated[SwarmTargetSpec | KubernetesTargetSpec, Field(discriminator="kind")]
+"""Where the app runs: one model per `target.kind`."""
+
+
 Bound = Annotated[float, Field(allow_inf_nan=False)]
 """A threshold's end: NaN compares false with everything, so a NaN bound would judge any
 value as inside; infinity is what leaving the bound out already says."""
@@ -420,7 +498,7 @@ class ReleaseSpec(_Spec):
     app: Annotated[str, Field(pattern=_DNS_LABEL)]
     image: ImageSpec
     registry: RegistrySpec
-    target: SwarmTargetSpec
+    target: TargetSpec
     strategy: StrategySpec = RollingStrategy()
     analysis: AnalysisSpec
     window: UpgradeWindow | None = None
@@ -429,6 +507,11 @@ class ReleaseSpec(_Spec):
     """Which new image tags the triggers release."""
     source: Path | None = Field(default=None, exclude=True)
     """The file this spec was loaded from (set by `load_spec`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_kubernetes_names(cls, value: object) -> object:
+        return _kubernetes_names(value)
 
     @field_validator("registry")
     @classmethod
@@ -482,6 +565,7 @@ def validate_digest(digest: str) -> str:
 
 
 _UNION_TAGS = {("registry",): REGISTRY_KINDS, ("strategy",): STRATEGY_KINDS,
+               ("target",): TARGET_KINDS,
                ("strategy", "steps", int): ("weight", "analysis", "approve", "pause")}
 
 

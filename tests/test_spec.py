@@ -58,7 +58,7 @@ def test_demo_spec_is_valid():
              "strategy.steps: weight 10% cannot be set by replica counts beside 2 stable"),
             ("strategy", {"kind": "canary", "steps": [{"weight": 30}]},
              "strategy.steps: no analysis step"),
-        ("target.kind", "nomad", "target.kind: Input should be 'swarm'"),
+        ("target.kind", "nomad", "target.kind: 'nomad' is not one of 'swarm', 'kubernetes'"),
         ("target.stack_file", "missing.yml", "target.stack_file: stack file"),
         ("image.context", "nowhere", "image.context: build context"),
         ("registry.url", "http://x", "registry.url: String should match pattern"),

@@ -31,6 +31,13 @@ def validate_target(spec: ReleaseSpec) -> None:
         except SpecError as e:
             raise SpecError(f"target: {e}") from None
         replicas = definition.service.deploy.replicas
+    elif spec.target.kind == "kubernetes":
+        from tasks.targets.manifests import load_manifests
+
+        if spec.target.manifests is None:
+            return  # the size is the cluster's: the router checks the weights against it
+        replicas = load_manifests(spec.target.manifests, spec.target.deployment,
+                                  spec.target.namespace, spec.target.container).replicas
     else:
         raise SpecError(f"target.kind: no target of kind {spec.target.kind!r}")
     if isinstance(spec.strategy, CanaryStrategy):
@@ -43,4 +50,10 @@ def get_target(spec: ReleaseSpec, auth: RegistryAuth | None = None, client=None)
         from tasks.targets.swarm import SwarmTarget
 
         return SwarmTarget(spec, auth=auth, client=client)
+    if spec.target.kind == "kubernetes":
+        from tasks.targets.kubernetes import KubernetesTarget
+
+        # Pods pull with the namespace's imagePullSecrets, as the cluster's own users' do:
+        # the registry credentials are not the target's to hand out.
+        return KubernetesTarget(spec, api_client=client)
     raise SpecError(f"target.kind: no target of kind {spec.target.kind!r}")
