@@ -84,6 +84,10 @@ class TargetUnavailableError(TransientError):
     """The deploy target (Docker engine, Kubernetes API) could not be reached."""
 
 
+class TargetConflictError(TargetUnavailableError):
+    """Someone changed the object between Ferryman's read and its write (409): read again."""
+
+
 class DeployFailed(PermanentError):
     """The platform could not bring the new version up (crash loop, deadline passed)."""
 

@@ -239,7 +239,7 @@ def verify(
         "version": version.version,
         "previous_version": previous.version if previous else "",
         "service": spec.target.service,
-        "namespace": "",
+        "namespace": (spec.target.namespace or "") if spec.target.kind == "kubernetes" else "",
         "step": step,
     }
     log.info(

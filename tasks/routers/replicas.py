@@ -1,11 +1,18 @@
 """Traffic shares by replica counts: a canary of c replicas beside s stable ones gets about
 c / (c + s) of requests when clients spread them over every replica (DNS round robin, a
-Kubernetes Service). Pure, so the spec check and the routers agree on every number.
+Kubernetes Service). The math is pure, so the spec check and the routers agree on every
+number; `give_share` is how every replica-count router sets it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tasks.errors import SpecError
+from tasks.targets.base import Progress, Role
+
+if TYPE_CHECKING:
+    from tasks.targets.base import Target
 
 TOLERANCE = 10.0
 """How far (in percentage points) a share may be from the weight asked: beyond it, the
@@ -37,3 +44,16 @@ def check_weights(weights: list[int], stable: int, where: str) -> None:
                 f"replica(s)); shares within reach: {', '.join(f'{s}%' for s in shares[:8])}"
                 " (more stable replicas give finer steps)"
             )
+
+
+def give_share(target: Target, weight: int, address: str, progress: Progress) -> float:
+    """Size the target's canary for about `weight` percent of `address`'s traffic and wait
+    for it; returns the share it gets. A weight the stable size cannot come near is a
+    SpecError (checked here too for targets whose size is only known from the platform)."""
+    check_weights([weight], target.replicas, "strategy.steps")
+    replicas = canary_replicas(weight, target.replicas)
+    got = share(replicas, target.replicas)
+    progress(f"canary at {got:.0f}% of {address}'s traffic: {replicas} "
+             f"replica(s) beside {target.replicas} stable (asked {weight}%)")
+    target.scale(Role.CANARY, replicas, progress)
+    return got

@@ -10,7 +10,7 @@ switch back scales the stable service up again from its image, already on the no
 
 from __future__ import annotations
 
-from tasks.routers.replicas import canary_replicas, share
+from tasks.routers.replicas import give_share
 from tasks.targets.base import Progress, Role
 from tasks.targets.swarm import SwarmTarget
 
@@ -20,12 +20,7 @@ class SwarmRouter:
         self.target = target
 
     def set_weight(self, weight: int, progress: Progress) -> float:
-        replicas = canary_replicas(weight, self.target.replicas)
-        got = share(replicas, self.target.replicas)
-        progress(f"canary at {got:.0f}% of {self.target.name}'s traffic: {replicas} "
-                 f"replica(s) beside {self.target.replicas} stable (asked {weight}%)")
-        self.target.scale(Role.CANARY, replicas, progress)
-        return got
+        return give_share(self.target, weight, self.target.name, progress)
 
     def switch(self, to: Role, progress: Progress) -> None:
         status = self.target.status()
