@@ -267,3 +267,26 @@ def scrape_job(files: str) -> dict:
 def _meta_annotation(annotation: str) -> str:
     cleaned = "".join(ch if ch.isalnum() else "_" for ch in annotation)
     return f"__meta_kubernetes_pod_annotation_{cleaned}"
+
+
+def traffic_targets(specs: list) -> list[str]:
+    """The traffic generator's TARGETS entries of the Kubernetes apps: `app=main@IP:PORT/`
+    for the app's Service and `app=preview@IP:PORT/` for `<service>-preview`, when the
+    app's manifests pin their ClusterIPs (no cluster DNS here to find them by name)."""
+    from tasks.targets.manifests import load_manifests
+
+    entries = []
+    for spec in specs:
+        target = spec.target
+        if target.kind != "kubernetes" or target.manifests is None:
+            continue
+        objects = load_manifests(target.manifests, target.deployment, target.namespace,
+                                 target.container).objects
+        services = {o["metadata"]["name"]: o.get("spec") or {} for o in objects
+                    if o["kind"] == "Service"}
+        for kind, name in (("main", target.service), ("preview", f"{target.service}-preview")):
+            service = services.get(name, {})
+            ip, ports = service.get("clusterIP"), service.get("ports") or []
+            if ip and ip != "None" and ports:
+                entries.append(f"{spec.app}={kind}@{ip}:{ports[0]['port']}/")
+    return entries

@@ -602,8 +602,9 @@ def prometheus_image(client: docker.DockerClient, paths: StackPaths) -> str:
 
 
 def prometheus_config(specs: list[ReleaseSpec], extra_jobs: list[dict] | None = None) -> str:
-    """Scrape every replica of every app: DNS service discovery on `tasks.<service>`;
-    `extra_jobs` are whole scrape configs (the Kubernetes test bed's pod discovery)."""
+    """Scrape every replica of every Swarm app: DNS service discovery on `tasks.<service>`;
+    `extra_jobs` are whole scrape configs (the Kubernetes test bed's pod discovery, which
+    finds the Kubernetes apps' pods)."""
     jobs = [
         {
             "job_name": spec.app,
@@ -617,7 +618,7 @@ def prometheus_config(specs: list[ReleaseSpec], extra_jobs: list[dict] | None = 
                 "refresh_interval": "2s",
             }],
         }
-        for spec in specs
+        for spec in specs if spec.target.kind == "swarm"
     ]
     config = {
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
@@ -689,12 +690,15 @@ def ensure_prometheus(
     )
 
 
-def ensure_traffic(client: docker.DockerClient, specs: list[ReleaseSpec], say: Say) -> None:
+def ensure_traffic(client: docker.DockerClient, specs: list[ReleaseSpec], say: Say,
+                   paths: StackPaths | None = None) -> None:
     # Each app's own address, and its blue-green preview address while one exists.
-    targets = ",".join(
-        f"{s.app}={kind}@{s.target.service}{suffix}:{s.target.port}/"
-        for s in specs for kind, suffix in (("main", ""), ("preview", "-preview"))
-    )
+    targets = ",".join([
+        *(f"{s.app}={kind}@{s.target.service}{suffix}:{s.target.port}/"
+          for s in specs if s.target.kind == "swarm"
+          for kind, suffix in (("main", ""), ("preview", "-preview"))),
+        *kubernetes_traffic(paths or StackPaths.default(), specs),
+    ])
     image = _build_context_image(client, ROOT / "examples" / "traffic", "ferryman/traffic:local")
     _ensure_container(
         client, TRAFFIC, say, f"{targets or 'no targets'} at 20 req/s each",
@@ -710,6 +714,14 @@ def kubernetes_scrape_jobs(paths: StackPaths, config_dir: Path) -> list[dict]:
     from devstack import cluster_access
 
     return cluster_access.prometheus_jobs(paths, config_dir)
+
+
+def kubernetes_traffic(paths: StackPaths, specs: list[ReleaseSpec]) -> list[str]:
+    """While the test bed is up: the Kubernetes apps' Services, by the ClusterIPs their
+    manifests pin (the traffic generator has no cluster DNS); nothing otherwise."""
+    from devstack import cluster, cluster_access
+
+    return cluster_access.traffic_targets(specs) if cluster.is_up(paths) else []
 
 
 def kubernetes_prometheus(paths: StackPaths) -> Path | None:
@@ -759,7 +771,7 @@ def up(say: Say = print, paths: StackPaths | None = None, kubernetes: bool = Fal
 
             cluster.up(say, paths)
         ensure_prometheus(client, paths, specs, say)
-        ensure_traffic(client, specs, say)
+        ensure_traffic(client, specs, say, paths)
     finally:
         paths.save_record(record)
     say(f"Prefect UI: http://127.0.0.1:{PREFECT_PORT}")
