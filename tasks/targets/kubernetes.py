@@ -296,6 +296,7 @@ class KubernetesTarget:
             except TargetConflictError:
                 if attempt == CONFLICT_TRIES:
                     raise
+                time.sleep(0.2 * attempt)  # a controller's status write passes quickly
         raise AssertionError("unreachable")
 
     def _delete(self, kind: str, name: str) -> None:
