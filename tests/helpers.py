@@ -12,6 +12,13 @@ from pathlib import Path
 import yaml
 
 
+class Lines(list):
+    """A Progress callback that keeps the lines."""
+
+    def __call__(self, line: str) -> None:
+        self.append(line)
+
+
 def changed(data: dict, path: str, value) -> dict:
     """A deep copy of `data` with the value at dotted `path` replaced (KeyError: removed).
 

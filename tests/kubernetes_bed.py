@@ -10,6 +10,7 @@ leaves the machine.
 from __future__ import annotations
 
 import http.client
+import os
 import subprocess
 import threading
 import time
@@ -52,9 +53,12 @@ def problem() -> str | None:
 
 
 def kubeconfig() -> Path:
+    """The test bed's `ferryman` identity; FERRYMAN_TEST_KUBECONFIG names another (to check
+    a Role before the stack applies it)."""
     from devstack.cluster import ClusterPaths
 
-    return ClusterPaths.of(PATHS).ferryman_kubeconfig
+    other = os.environ.get("FERRYMAN_TEST_KUBECONFIG")
+    return Path(other) if other else ClusterPaths.of(PATHS).ferryman_kubeconfig
 
 
 def api_client():

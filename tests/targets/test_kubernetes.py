@@ -24,6 +24,7 @@ from tasks.spec import parse_spec
 from tasks.targets import InFlight, Role, Version, get_target
 from tasks.targets.kubernetes import KubernetesTarget
 from tests import kubernetes_bed as bed
+from tests.helpers import Lines
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.stack]
 
@@ -93,11 +94,6 @@ def make_target(tmp_path, api):
 @pytest.fixture
 def target(make_target) -> KubernetesTarget:
     return make_target()
-
-
-class Lines(list):
-    def __call__(self, line: str) -> None:
-        self.append(line)
 
 
 def deploy(target: KubernetesTarget, new: Version, restore_point: Version | None,

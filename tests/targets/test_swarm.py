@@ -27,6 +27,7 @@ from tasks.spec import ReleaseSpec, parse_spec
 from tasks.targets import InFlight, Role, get_target
 from tasks.targets.base import Version
 from tasks.targets.swarm import SwarmTarget
+from tests.helpers import Lines
 
 pytestmark = pytest.mark.stack
 
@@ -153,13 +154,6 @@ def make_target(tmp_path, service_name, docker_client) -> Callable[..., SwarmTar
 @pytest.fixture
 def target(make_target) -> SwarmTarget:
     return make_target()
-
-
-class Lines(list):
-    """A Progress callback that keeps the lines."""
-
-    def __call__(self, line: str) -> None:
-        self.append(line)
 
 
 MARK = InFlight("test-run", "next", "2026-11-27T00:00:00+00:00")
