@@ -1,18 +1,21 @@
 """Who may do what on the Kubernetes test bed, applied by `devstack.cluster.up`.
 
 Ferryman releases as the ServiceAccount `ferryman` of the namespace `ferryman-demo`, never as
-a cluster admin. Its Role grants what a release tool needs and nothing more:
+a cluster admin. Its Role grants what the Kubernetes target (tasks/targets/kubernetes.py)
+needs and nothing more:
 
-- apps deployments: get list watch create patch update delete. Read what runs, apply the
-  app's Deployment when it is new, patch the image and the restore-point annotations in one
-  request, wait for the rollout, remove a blue-green or canary Deployment.
-- apps deployments/scale: get patch update. Canary shares by replica counts; scale the
-  old colour down after a blue-green switch.
-- apps replicasets: get list watch. Tell the new ReplicaSet from the old during a rollout.
-- pods: get list watch. Readiness and restarts of the new version's pods.
-- services: get list watch create patch update delete. The app's Service and a blue-green
-  preview Service; switch a selector.
-- events: list watch. Say why a rollout is stuck (image pull errors, failed probes).
+- apps deployments: get create patch delete. Read each role's Deployment; apply a new app's
+  and a canary's or preview's (server-side apply of a new object needs create besides
+  patch); patch images, replicas, templates and the restore-point annotations; remove a
+  canary or preview (or a first install that failed).
+- apps replicasets: list. Tell a Deployment's own pods from a canary's, which its selector
+  also matches.
+- pods: list. Readiness of the new version's pods; crash loops and image pull failures.
+- services: get create patch delete. Read the app's Service; apply the manifests' Services;
+  switch its selector (blue-green); point, make and remove the preview Service.
+
+It polls, so it needs no watch; it scales by patching the Deployment, so no
+deployments/scale; it reads why a pod is stuck from the pod's own status, so no events.
 
 Not granted: ConfigMaps and Secrets (restore points live in the Deployment's own
 annotations; the pull secret is made here, by the stack), pods/exec and pods/log, nodes,
@@ -51,14 +54,10 @@ PATH_ANNOTATION = "prometheus.io/path"
 
 RELEASE_RULES = [
     {"apiGroups": ["apps"], "resources": ["deployments"],
-     "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]},
-    {"apiGroups": ["apps"], "resources": ["deployments/scale"],
-     "verbs": ["get", "patch", "update"]},
-    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["services"],
-     "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
+     "verbs": ["get", "create", "patch", "delete"]},
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "patch", "delete"]},
 ]
 
 
