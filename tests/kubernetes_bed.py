@@ -118,7 +118,7 @@ class Answers:
 
     ip: str
     port: int = 8080
-    rate: float = 10.0
+    rate: float = 20.0
     seen: list[tuple[float, str, int]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
