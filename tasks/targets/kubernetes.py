@@ -22,22 +22,10 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-import urllib3.exceptions
-import urllib3.response
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes import dynamic
 
-from tasks.errors import (
-    DeployFailed,
-    FerrymanError,
-    SpecError,
-    TargetConflictError,
-    TargetError,
-    TargetUnavailableError,
-)
+from tasks.errors import DeployFailed, TargetError
 from tasks.spec import KubernetesTargetSpec, ReleaseSpec
 from tasks.targets import records
 from tasks.targets.base import (
@@ -49,6 +37,7 @@ from tasks.targets.base import (
     Workload,
     follow,
 )
+from tasks.targets.kubernetes_api import KubernetesApi, connect
 from tasks.targets.kubernetes_rollout import pod_ready, rollout, stuck_pods
 from tasks.targets.manifests import Manifests, container_index, load_manifests
 
@@ -65,16 +54,13 @@ SELECTOR = f"{PREFIX}selector"
 """On the app's Service: its own selector, kept while it leads to the preview's pods."""
 CREATED = f"{PREFIX}created"
 """On a preview Service Ferryman made itself (and so removes with the preview)."""
-FIELD_MANAGER = "ferryman"
-CONFLICT_TRIES = 5
 ALL_AT_ONCE = {"type": "RollingUpdate",
                "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}}
 """Canary, preview and restores: every new pod at once, none of the old ones taken away
 before the new ones are available."""
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-# -- pure: the objects Ferryman writes, and what the API's errors mean --------------------
+# -- pure: the objects Ferryman writes ----------------------------------------------------
 
 
 def role_selector(app: str, role: Role) -> dict[str, str]:
@@ -108,80 +94,6 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def api_message(error: k8s.ApiException) -> str:
-    """The API's own words (its Status object's message), else the HTTP reason."""
-    try:
-        return json.loads(error.body)["message"]
-    except (TypeError, ValueError, KeyError):
-        return str(error.reason or error.body or "no message")
-
-
-def api_error(error: k8s.ApiException, doing: str, verb: str, resource: str,
-              namespace: str) -> FerrymanError:
-    """An API answer as one of Ferryman's errors: 409 is a conflict to read again and retry;
-    5xx and 429 are transient; 403 names the RBAC verb and resource that are missing;
-    anything else (422 invalid, 400, 401, 404) is the API's message, at once."""
-    status, message = error.status or 0, api_message(error)
-    if status == 409:
-        return TargetConflictError(f"conflict while trying to {doing}: {message}")
-    if status == 429 or status >= 500:
-        return TargetUnavailableError(
-            f"the Kubernetes API could not {doing} ({status} {error.reason}): {message}")
-    if status == 403:
-        return TargetError(
-            f"Kubernetes forbids this identity to {verb} {resource} in namespace "
-            f"{namespace} (needed to {doing}; grant the verb in its Role): {message}")
-    if status == 401:
-        return TargetError(f"the Kubernetes API refused the credentials (401) trying to "
-                           f"{doing}: {message}")
-    return TargetError(f"Kubernetes refused to {doing} ({status} {error.reason}): {message}")
-
-
-# -- connecting ----------------------------------------------------------------------------
-
-
-def connect(target: KubernetesTargetSpec) -> tuple[k8s.ApiClient, str | None]:
-    """An API client as the spec says, and the namespace its context names (if any)."""
-    try:
-        if target.in_cluster:
-            configuration = k8s.Configuration()
-            k8s_config.load_incluster_config(client_configuration=configuration)
-            namespace = (SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
-                         if SERVICE_ACCOUNT_NAMESPACE.exists() else None)
-            return k8s.ApiClient(configuration), namespace
-        if target.cluster_config_block is not None:
-            return _from_block(target)
-        file = str(target.kubeconfig) if target.kubeconfig else None
-        if target.kubeconfig is not None and not target.kubeconfig.is_file():
-            raise TargetError(f"target.kubeconfig: {target.kubeconfig} does not exist")
-        contexts, current = k8s_config.list_kube_config_contexts(config_file=file)
-        context = next((c for c in contexts if c["name"] == target.context), None) \
-            if target.context else current
-        if target.context and context is None:
-            raise SpecError(f"target.context: no context {target.context!r} in the "
-                            f"kubeconfig (contexts: {[c['name'] for c in contexts]})")
-        api = k8s_config.new_client_from_config(config_file=file, context=target.context)
-        return api, (context or {}).get("context", {}).get("namespace")
-    except k8s_config.ConfigException as e:
-        raise TargetError(f"cannot configure the Kubernetes client: {e}") from e
-
-
-def _from_block(target: KubernetesTargetSpec) -> tuple[k8s.ApiClient, str | None]:
-    from prefect_kubernetes.credentials import KubernetesClusterConfig
-
-    try:
-        block = KubernetesClusterConfig.load(target.cluster_config_block)
-    except ValueError as e:
-        raise SpecError(f"target.cluster_config_block: no KubernetesClusterConfig block "
-                        f"named {target.cluster_config_block!r} on the Prefect server "
-                        f"({e.__class__.__name__})") from None
-    name = target.context or block.context_name
-    context = next((c for c in block.config.get("contexts") or [] if c.get("name") == name),
-                   {})
-    api = k8s_config.new_client_from_config_dict(block.config, context=name)
-    return api, (context.get("context") or {}).get("namespace")
-
-
 # -- the target ----------------------------------------------------------------------------
 
 
@@ -213,20 +125,17 @@ class KubernetesTarget:
         context_namespace = None
         if api_client is None:
             api_client, context_namespace = connect(target)
-        self.api = api_client
         self.namespace = target.namespace or context_namespace or "default"
-        self.apps = k8s.AppsV1Api(api_client)
-        self.core = k8s.CoreV1Api(api_client)
+        self.k8s = KubernetesApi(api_client, self.namespace)
         self._replicas = self.manifests.replicas if self.manifests else None
         self._moves: dict[Role, _Move] = {}
         self._pending_mark: dict[str, str] = {}
-        self._dynamic: dynamic.DynamicClient | None = None
 
     @property
     def replicas(self) -> int:
         """The stable Deployment's size: the manifests', else the cluster's (read once)."""
         if self._replicas is None:
-            stable = self._read("deployment", self.name)
+            stable = self.k8s.read("deployment", self.name)
             self._replicas = (stable or {}).get("spec", {}).get("replicas", 1)
         return self._replicas
 
@@ -236,119 +145,6 @@ class KubernetesTarget:
 
     def preview_service(self) -> str:
         return f"{self.service}-{Role.PREVIEW.value}"
-
-    # -- talking to the API ----------------------------------------------------------------
-
-    def _call(self, fn: Callable, doing: str, verb: str, resource: str):
-        """Call the API; its errors become Ferryman's (see `api_error`)."""
-        try:
-            response = fn()
-        except k8s.ApiException as e:
-            raise api_error(e, doing, verb, resource, self.namespace) from e
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise TargetUnavailableError(
-                f"cannot reach the Kubernetes API to {doing}: {e}") from e
-        if isinstance(response, urllib3.response.BaseHTTPResponse):
-            return json.loads(response.data) if response.data else None
-        return None
-
-    def _endpoints(self, kind: str):
-        """(read, patch, delete, resource) of a kind Ferryman changes."""
-        if kind == "deployment":
-            return (self.apps.read_namespaced_deployment, self.apps.patch_namespaced_deployment,
-                    self.apps.delete_namespaced_deployment, "deployments")
-        return (self.core.read_namespaced_service, self.core.patch_namespaced_service,
-                self.core.delete_namespaced_service, "services")
-
-    def _read(self, kind: str, name: str) -> dict | None:
-        """The object as the API returns it (a plain dict), or None when there is none."""
-        read, _, _, resource = self._endpoints(kind)
-        try:
-            return self._call(lambda: read(name, self.namespace, _preload_content=False),
-                              f"read {kind} {name}", "get", resource)
-        except TargetError as e:
-            if isinstance(e.__cause__, k8s.ApiException) and e.__cause__.status == 404:
-                return None
-            raise
-
-    def _modify(self, kind: str, name: str, change: Callable[[dict], list[dict]],
-                doing: str) -> dict:
-        """Read the object, compute a JSON patch from it and send it with the read's
-        resourceVersion; on a conflict (someone changed it in between), read and compute
-        again. `change` returns no operations when there is nothing to do."""
-        _, patch, _, resource = self._endpoints(kind)
-        for attempt in range(1, CONFLICT_TRIES + 1):
-            current = self._read(kind, name)
-            if current is None:
-                raise TargetError(f"{kind} {name} does not exist in namespace "
-                                  f"{self.namespace}; cannot {doing}")
-            operations = change(current)
-            if not operations:
-                return current
-            pinned = [{"op": "replace", "path": "/metadata/resourceVersion",
-                       "value": current["metadata"]["resourceVersion"]}, *operations]
-            try:
-                return self._call(
-                    lambda body=pinned: patch(name, self.namespace, body,
-                                              field_manager=FIELD_MANAGER,
-                                              _preload_content=False),
-                    doing, "patch", resource)
-            except TargetConflictError:
-                if attempt == CONFLICT_TRIES:
-                    raise
-                time.sleep(0.2 * attempt)  # a controller's status write passes quickly
-        raise AssertionError("unreachable")
-
-    def _delete(self, kind: str, name: str) -> None:
-        _, _, delete, resource = self._endpoints(kind)
-        try:
-            self._call(lambda: delete(name, self.namespace, propagation_policy="Background",
-                                      _preload_content=False),
-                       f"delete {kind} {name}", "delete", resource)
-        except TargetError as e:
-            if not (isinstance(e.__cause__, k8s.ApiException) and e.__cause__.status == 404):
-                raise
-
-    def _apply(self, manifest: dict) -> None:
-        """Server-side apply (field manager `ferryman`) of one object."""
-        kind, name = manifest["kind"], manifest["metadata"]["name"]
-        resource_name = f"{kind.lower()}s"
-
-        def apply():
-            if self._dynamic is None:  # reads the API's discovery documents once
-                self._dynamic = dynamic.DynamicClient(self.api)
-            resource = self._dynamic.resources.get(api_version=manifest["apiVersion"],
-                                                   kind=kind)
-            return self._dynamic.server_side_apply(
-                resource, body=manifest, namespace=self.namespace,
-                field_manager=FIELD_MANAGER, force_conflicts=True)
-
-        try:
-            self._call(apply, f"apply {kind} {name}", "patch (server-side apply)",
-                       resource_name)
-        except (dynamic.exceptions.ResourceNotFoundError,
-                dynamic.exceptions.ResourceNotUniqueError) as e:
-            raise SpecError(f"target.manifests: the cluster has no kind {kind} in "
-                            f"{manifest['apiVersion']}: {e}") from None
-
-    def _pods(self, deployment: dict) -> list[dict]:
-        """The pods of a Deployment's own ReplicaSets (not of another Deployment whose pods
-        its selector also matches, like a canary's)."""
-        labels = deployment["spec"]["selector"].get("matchLabels") or {}
-        selector = ",".join(f"{k}={v}" for k, v in labels.items())
-        uid = deployment["metadata"]["uid"]
-        sets = self._call(
-            lambda: self.apps.list_namespaced_replica_set(
-                self.namespace, label_selector=selector, _preload_content=False),
-            "list replicasets", "list", "replicasets")["items"]
-        owned = {rs["metadata"]["uid"] for rs in sets
-                 if any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences", []))}
-        pods = self._call(
-            lambda: self.core.list_namespaced_pod(
-                self.namespace, label_selector=selector, _preload_content=False),
-            "list pods", "list", "pods")["items"]
-        return [p for p in pods
-                if any(o.get("uid") in owned for o in p["metadata"].get("ownerReferences", []))]
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -368,7 +164,7 @@ class KubernetesTarget:
 
     def _main_selector(self) -> dict[str, str]:
         """The app's Service's own selector (what it selects when not switched)."""
-        service = self._read("service", self.service)
+        service = self.k8s.read("service", self.service)
         if service is None:
             return {}
         kept = (service["metadata"].get("annotations") or {}).get(SELECTOR)
@@ -388,16 +184,17 @@ class KubernetesTarget:
     def status(self) -> TargetStatus:
         """Read every role's Deployment and the stable one's annotations; `exists=False` if
         there is no stable Deployment."""
-        service = self._read("service", self.service)
+        service = self.k8s.read("service", self.service)
         address = dict((service or {}).get("spec", {}).get("selector") or {})
         workloads, stable = [], None
         for role in Role:
-            deployment = self._read("deployment", self.deployment_name(role))
+            deployment = self.k8s.read("deployment", self.deployment_name(role))
             if deployment is None:
                 continue
             if role is Role.STABLE:
                 stable = deployment
-            workloads.append(self._workload(role, deployment, self._pods(deployment), address))
+            pods = self.k8s.pods_of(deployment)
+            workloads.append(self._workload(role, deployment, pods, address))
         if stable is None:
             return TargetStatus(exists=False, workloads=tuple(workloads))
         annotations = stable["metadata"].get("annotations") or {}
@@ -420,7 +217,7 @@ class KubernetesTarget:
 
     def _start(self, role: Role, deployment: dict | None) -> None:
         self._moves[role] = _Move(
-            pods_before={p["metadata"]["name"] for p in self._pods(deployment)}
+            pods_before={p["metadata"]["name"] for p in self.k8s.pods_of(deployment)}
             if deployment else set(),
             deadline=self.clock() + self.settings.deploy_timeout,
         )
@@ -428,7 +225,7 @@ class KubernetesTarget:
     def begin(self, mark: InFlight, restore_point: Version | None) -> None:
         """Annotate the stable Deployment with the release's mark and its restore point."""
         release = records.mark_entries(PREFIX, mark)
-        if self._read("deployment", self.name) is None:  # a first install: with the apply
+        if self.k8s.read("deployment", self.name) is None:  # a first install: with the apply
             self._pending_mark = release
             return
 
@@ -444,7 +241,7 @@ class KubernetesTarget:
             annotations |= records.version_entries(PREFIX, "previous.", restore_point)
             return [_annotations(annotations)]
 
-        self._modify("deployment", self.name, change,
+        self.k8s.modify("deployment", self.name, change,
                      "mark the Deployment with the release in flight")
 
     def run(self, role: Role, version: Version, replicas: int, progress: Progress,
@@ -453,13 +250,13 @@ class KubernetesTarget:
         rolling update (the image patched by digest, with the restore point's annotations in
         the same request), the others all at once."""
         name = self.deployment_name(role)
-        current = self._read("deployment", name)
+        current = self.k8s.read("deployment", name)
         self._start(role, current)
         if role is Role.STABLE and current is None:
             self._install(version, replicas, progress)
         elif role is Role.STABLE:
             progress(f"updating Deployment {name} to {version.version} ({replicas} replicas)")
-            self._modify("deployment", name, lambda d: self._update(d, version, replicas),
+            self.k8s.modify("deployment", name, lambda d: self._update(d, version, replicas),
                          f"update Deployment {name}")
         else:
             self._run_beside(role, version, replicas, progress)
@@ -506,12 +303,12 @@ class KubernetesTarget:
                 annotations |= {MANAGED: "true"} | self._pending_mark
                 annotations |= records.version_entries(PREFIX, "", version)
                 annotations[f"{PREFIX}{TEMPLATE}"] = _json(spec["template"])
-            self._apply(manifest)
+            self.k8s.apply(manifest)
 
     def _run_beside(self, role: Role, version: Version, replicas: int,
                     progress: Progress) -> None:
         """Apply the canary's or preview's Deployment (and a preview's Service)."""
-        stable = self._read("deployment", self.name)
+        stable = self.k8s.read("deployment", self.name)
         if stable is None:
             raise TargetError(f"Deployment {self.name} does not exist; a {role.value} is "
                               "made from its pod template")
@@ -530,7 +327,7 @@ class KubernetesTarget:
             if key in stable["spec"]:
                 spec[key] = stable["spec"][key]
         progress(f"applying Deployment {name} at {version.version} ({replicas} replicas)")
-        self._apply({
+        self.k8s.apply({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "labels": selector, "annotations": {
                 MANAGED: "true", **records.version_entries(PREFIX, "", version)}},
@@ -543,17 +340,17 @@ class KubernetesTarget:
         """`<service>-preview` selects the preview's pods: the one in the manifests (or made
         before) has its selector set; otherwise one is made with the app's Service's ports."""
         name = self.preview_service()
-        if self._read("service", name) is not None:
-            self._modify("service", name,
+        if self.k8s.read("service", name) is not None:
+            self.k8s.modify("service", name,
                          lambda s: [] if s["spec"].get("selector") == selector else
                          [{"op": "replace", "path": "/spec/selector", "value": selector}],
                          f"lead Service {name} to the preview")
             return
-        main = self._read("service", self.service) or {"spec": {}}
+        main = self.k8s.read("service", self.service) or {"spec": {}}
         ports = [{k: v for k, v in p.items() if k != "nodePort"}
                  for p in main["spec"].get("ports") or []]
         progress(f"creating Service {name} for the preview")
-        self._apply({
+        self.k8s.apply({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "labels": selector, "annotations": {CREATED: "true"}},
             "spec": {"type": "ClusterIP", "selector": selector, "ports": ports},
@@ -563,7 +360,7 @@ class KubernetesTarget:
         """Put the stable Deployment back on `to` with the pod template it was promoted with
         (its current template with `to`'s image if none is recorded), every replica at once
         (maxSurge 100%, maxUnavailable 0), then give it back its own update strategy."""
-        stable = self._read("deployment", self.name)
+        stable = self.k8s.read("deployment", self.name)
         if stable is None:
             raise TargetError(f"Deployment {self.name} vanished; nothing to restore")
 
@@ -587,7 +384,7 @@ class KubernetesTarget:
 
         progress(f"restoring Deployment {self.name} to {to.version}, all replicas at once")
         self._start(Role.STABLE, stable)
-        self._modify("deployment", self.name, change, f"restore Deployment {self.name}")
+        self.k8s.modify("deployment", self.name, change, f"restore Deployment {self.name}")
         self.wait(Role.STABLE, to, progress)
 
         def own_strategy(deployment: dict) -> list[dict]:
@@ -598,18 +395,18 @@ class KubernetesTarget:
             return [{"op": "replace", "path": "/spec/strategy", "value": json.loads(kept)},
                     _annotations(annotations)]
 
-        self._modify("deployment", self.name, own_strategy,
+        self.k8s.modify("deployment", self.name, own_strategy,
                      f"give Deployment {self.name} its own update strategy back")
 
     def scale(self, role: Role, replicas: int, progress: Progress) -> None:
         """Set the role's replica count (its pod template untouched: no restarts); wait."""
         name = self.deployment_name(role)
-        deployment = self._read("deployment", name)
+        deployment = self.k8s.read("deployment", name)
         if deployment is None:
             raise TargetError(f"Deployment {name} does not exist; cannot scale it")
         progress(f"scaling Deployment {name} to {replicas} replicas")
         self._start(role, deployment)
-        self._modify("deployment", name,
+        self.k8s.modify("deployment", name,
                      lambda d: [] if d["spec"].get("replicas") == replicas else
                      [{"op": "replace", "path": "/spec/replicas", "value": replicas}],
                      f"scale Deployment {name}")
@@ -641,31 +438,32 @@ class KubernetesTarget:
                     _annotations(annotations)]
 
         progress(f"leading Service {self.service} to the {to.value} pods")
-        self._modify("service", self.service, change,
+        self.k8s.modify("service", self.service, change,
                      f"switch Service {self.service} to the {to.value}")
 
     def remove(self, role: Role, progress: Progress) -> None:
         """Delete the role's Deployment (and a preview Service Ferryman made) and wait until
         its pods are gone, and with them their place behind the Service."""
         name = self.deployment_name(role)
-        deployment = self._read("deployment", name)
+        deployment = self.k8s.read("deployment", name)
         if deployment is not None:
-            pods = {p["metadata"]["name"] for p in self._pods(deployment)}
+            pods = {p["metadata"]["name"] for p in self.k8s.pods_of(deployment)}
             progress(f"removing Deployment {name}")
-            self._delete("deployment", name)
+            self.k8s.delete("deployment", name)
             self._wait_gone(name, pods)
         if role is Role.PREVIEW:
-            service = self._read("service", self.preview_service())
+            service = self.k8s.read("service", self.preview_service())
             if service is not None and CREATED in (service["metadata"].get("annotations")
                                                    or {}):
                 progress(f"removing Service {self.preview_service()}")
-                self._delete("service", self.preview_service())
+                self.k8s.delete("service", self.preview_service())
 
     def _wait_gone(self, name: str, pods: set[str]) -> None:
         deadline = self.clock() + self.settings.deploy_timeout
         while pods:
-            left = self._call(
-                lambda: self.core.list_namespaced_pod(self.namespace, _preload_content=False),
+            left = self.k8s.call(
+                lambda: self.k8s.core.list_namespaced_pod(self.namespace,
+                                                          _preload_content=False),
                 "list pods", "list", "pods")["items"]
             pods &= {p["metadata"]["name"] for p in left}
             if not pods:
@@ -678,7 +476,7 @@ class KubernetesTarget:
     def finish(self, stable: Version | None) -> None:
         """Clear the release's mark; with `stable`, record it (and its pod template) as the
         stable version. Annotations of the Deployment only: no pod restarts."""
-        if self._read("deployment", self.name) is None:
+        if self.k8s.read("deployment", self.name) is None:
             return
 
         def change(deployment: dict) -> list[dict]:
@@ -691,7 +489,7 @@ class KubernetesTarget:
                     annotations[f"{PREFIX}stable.{TEMPLATE}"] = template
             return [_annotations(annotations)]
 
-        self._modify("deployment", self.name, change, "record the release's end")
+        self.k8s.modify("deployment", self.name, change, "record the release's end")
 
     # -- following a change ----------------------------------------------------------------
 
@@ -701,13 +499,13 @@ class KubernetesTarget:
         pull its image, or the spec's deploy timeout passed."""
         name = self.deployment_name(role)
         move = self._moves.get(role) or _Move(set(), self.clock() + 1e9)
-        deployment = self._read("deployment", name)
+        deployment = self.k8s.read("deployment", name)
         if deployment is None:
             raise DeployFailed(f"Deployment {name} was removed while deploying")
         state = rollout(deployment)
         if state.failed:
             raise DeployFailed(f"{version.version} did not roll out: {state.message}")
-        pods = self._pods(deployment)
+        pods = self.k8s.pods_of(deployment)
         index = self._index(deployment["spec"]["template"])
         stuck = stuck_pods([p for p in pods if p["metadata"]["name"] not in move.pods_before
                             and p["spec"]["containers"][index]["image"] == version.image])
@@ -723,7 +521,7 @@ class KubernetesTarget:
         return workload
 
     def _converged(self, role: Role, version: Version) -> bool:
-        deployment = self._read("deployment", self.deployment_name(role))
+        deployment = self.k8s.read("deployment", self.deployment_name(role))
         return (deployment is not None and rollout(deployment).done
                 and self._image(deployment["spec"]["template"]) == version.image)
 

@@ -328,7 +328,7 @@ def test_a_conflicting_concurrent_patch_is_read_again_and_retried(target, images
 
     deploy(target, images["good"], None)
     reads = 0
-    original = target._read
+    original = target.k8s.read
 
     def read_then_someone_patches(kind, name):
         nonlocal reads
@@ -341,9 +341,9 @@ def test_a_conflicting_concurrent_patch_is_read_again_and_retried(target, images
                      "value": "was here"}])
         return found
 
-    target._read = read_then_someone_patches
+    target.k8s.read = read_then_someone_patches
     patches = []
-    real_patch = target.apps.patch_namespaced_deployment
+    real_patch = target.k8s.apps.patch_namespaced_deployment
 
     def counting_patch(*args, **kwargs):
         try:
@@ -354,7 +354,7 @@ def test_a_conflicting_concurrent_patch_is_read_again_and_retried(target, images
         finally:
             patches.append("sent")
 
-    target.apps.patch_namespaced_deployment = counting_patch
+    target.k8s.apps.patch_namespaced_deployment = counting_patch
 
     target.finish(images["good"])
 

@@ -17,11 +17,11 @@ from tasks.targets import InFlight, Role, Version, records, validate_target
 from tasks.targets.kubernetes import (
     PREFIX,
     KubernetesTarget,
-    api_error,
     role_selector,
     selects,
     template_for,
 )
+from tasks.targets.kubernetes_api import api_error
 from tests.helpers import changed
 
 ROOT = Path(__file__).resolve().parents[2]
