@@ -28,7 +28,7 @@ from tasks.targets import InFlight, Role, get_target
 from tasks.targets.base import Version
 from tasks.targets.swarm import SwarmTarget
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("swarm-target")]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "deployments" / "demo"
