@@ -2,7 +2,8 @@
 FERRYMAN := .venv/bin/ferryman
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit lint stack-up stack-down bench bench-triggers test-kubernetes
+.PHONY: setup demo test unit lint stack-up stack-down bench bench-exposure bench-overhead \
+	bench-triggers bench-many test-kubernetes
 
 setup:
 	@sh .ci/bootstrap
@@ -16,13 +17,18 @@ stack-down:
 demo: stack-up
 	@sh examples/demo.sh
 
+# Tests of independent apps run side by side (4 workers, one per xdist_group); the tests
+# that stop or freeze a part of the stack run alone afterwards. The Kubernetes test bed's
+# binaries build in the background meanwhile (once per machine), niced, for its tests.
 test: stack-up
-	@.venv/bin/pytest $(PYTEST_ARGS)
+	@(sh devstack/prometheus/build.sh && sh devstack/kubernetes/build.sh) \
+		> .state/logs/kubernetes-build.log 2>&1 &
+	@.venv/bin/pytest -n 4 --dist loadgroup -m "not disruptive" $(PYTEST_ARGS)
+	@.venv/bin/pytest -m disruptive $(PYTEST_ARGS)
 
-# The Kubernetes test bed: builds its binaries once per machine (tens of minutes), then starts
-# the cluster beside the stack and runs the tests marked `kubernetes`.
-test-kubernetes: setup
-	@$(FERRYMAN) stack up --kubernetes
+# Only the Kubernetes test bed's tests (its binaries are built once per machine, tens of
+# minutes the first time).
+test-kubernetes: stack-up
 	@.venv/bin/pytest -m kubernetes $(PYTEST_ARGS)
 
 unit: setup
@@ -31,8 +37,17 @@ unit: setup
 lint: setup
 	@.venv/bin/ruff check flows tasks devstack tests bench
 
-bench: stack-up
-	@.venv/bin/python bench/release_times.py
+# The benchmarks print tables and write bench/results/*.json; never part of `make test`.
+bench: bench-exposure bench-overhead bench-triggers bench-many
+
+bench-exposure: stack-up
+	@.venv/bin/python -m bench.exposure
+
+bench-overhead: stack-up
+	@.venv/bin/python -m bench.overhead
 
 bench-triggers: stack-up
-	@.venv/bin/python bench/trigger_latency.py
+	@.venv/bin/python -m bench.trigger_latency
+
+bench-many: stack-up
+	@.venv/bin/python -m bench.many_apps

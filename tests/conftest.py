@@ -24,3 +24,33 @@ def _stack_is_up(request: pytest.FixtureRequest) -> None:
             "the local stack is not up (run `make stack-up`):\n" + "\n".join(lines),
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session")
+def kubernetes_test_bed() -> None:
+    """Bring the Kubernetes test bed up beside the stack for the tests marked `kubernetes`.
+
+    The first time on a machine this waits for its binaries to be built (tens of minutes;
+    `make test` starts that build in the background before the tests, and build.sh lets
+    one build run at a time), then starts the cluster in seconds.
+    """
+    from devstack import stack
+    from tasks.errors import StackError
+
+    lines: list[str] = []
+    try:
+        stack.up(say=lines.append, kubernetes=True)
+    except StackError as e:
+        pytest.fail(f"the Kubernetes test bed did not come up: {e}\n" + "\n".join(lines),
+                    pytrace=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests marked `kubernetes` get the test bed, and run on one worker as one group:
+    tests of one app (or one part of the stack) run one after another on one worker
+    (`pytest -n 4 --dist loadgroup`, their `xdist_group`), tests of independent apps side by
+    side."""
+    for item in items:
+        if item.get_closest_marker("kubernetes"):
+            item.add_marker(pytest.mark.usefixtures("kubernetes_test_bed"))
+            item.add_marker(pytest.mark.xdist_group("kubernetes"))

@@ -40,6 +40,8 @@ def changed(data: dict, path: str, value) -> dict:
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_SPEC = str(ROOT / "deployments" / "demo" / "release.yaml")
+WEB_SPEC = str(ROOT / "deployments" / "web" / "release.yaml")
+"""The second example app: tests that release it run beside the demo app's."""
 FERRYMAN = str(Path(sys.executable).parent / "ferryman")
 
 
@@ -79,18 +81,20 @@ def release(version: str, *build_args: str, spec: str = DEMO_SPEC) -> tuple[int,
     return done.returncode, record_of(done.stdout, done.stderr)
 
 
-def demo_status() -> dict:
-    """`ferryman status --json` of the demo app."""
-    done = ferryman("status", DEMO_SPEC, "--json")
+def demo_status(spec: str = DEMO_SPEC) -> dict:
+    """`ferryman status --json` of the demo app (or of the app of `spec`)."""
+    done = ferryman("status", spec, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
-def demo_spec_copy(tmp_path: Path, change: Callable[[dict], None]) -> Path:
-    """The demo spec, changed by `change`, written to tmp_path with its paths made absolute."""
-    data = yaml.safe_load(Path(DEMO_SPEC).read_text())
+def demo_spec_copy(tmp_path: Path, change: Callable[[dict], None],
+                   spec: str = DEMO_SPEC) -> Path:
+    """The demo spec (or `spec`), changed by `change`, written to tmp_path with its paths
+    made absolute."""
+    data = yaml.safe_load(Path(spec).read_text())
     data["image"]["context"] = str(ROOT / "examples" / "demo-app")
-    data["target"]["stack_file"] = str(Path(DEMO_SPEC).parent / "stack.yml")
+    data["target"]["stack_file"] = str(Path(spec).parent / "stack.yml")
     change(data)
     path = tmp_path / "release.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -24,6 +24,12 @@ out="$cache/$version"
 build_id=$(cat go.mod go.sum pause/main.go | sha256sum | cut -c1-16)
 binaries="pause etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
 
+# One build at a time per cache: a second caller (the tests, while `make test`'s background
+# build runs) waits for the first and then finds the binaries built.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
+
 complete=yes
 for b in $binaries; do [ -x "$out/$b" ] || complete=no; done
 if [ "$complete" = yes ] && [ "$(cat "$out/BUILD-ID" 2>/dev/null)" = "$build_id" ]; then

@@ -13,6 +13,10 @@ version="v2.${module#v0.}"  # module v0.42.0 is Prometheus 2.42.0
 out="${FERRYMAN_PROMETHEUS_CACHE:-/var/cache/ferryman/prometheus}/$version"
 [ "${1:-}" = --where ] && { echo "$out"; exit 0; }
 build_id=$(cat go.mod go.sum | sha256sum | cut -c1-16)
+# One build at a time (see devstack/kubernetes/build.sh).
+mkdir -p "$(dirname "$out")"
+exec 9>"$(dirname "$out")/.lock"
+flock 9
 if [ -x "$out/prometheus" ] && [ -x "$out/promtool" ] && [ "$(cat "$out/BUILD-ID" 2>/dev/null)" = "$build_id" ]; then
     echo "build.sh: prometheus $version already built"
     echo "$out"

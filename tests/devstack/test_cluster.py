@@ -1,8 +1,8 @@
 """The Kubernetes test bed works as a cluster: a real node, real pods, real access rules.
 
-Needs `ferryman stack up --kubernetes`; every test here skips, saying so, when the test bed
-is not up. The demo app runs as the `ferryman` identity (its kubeconfig under the state
-folder), as Ferryman itself will.
+The test bed is brought up for these tests (tests/conftest.py, `kubernetes_test_bed`). The
+demo app runs as the `ferryman` identity (its kubeconfig under the state folder), as
+Ferryman itself does.
 """
 
 from __future__ import annotations
@@ -29,12 +29,6 @@ APP = "testbed-demo"
 VERSION = "1.0.0"
 IMAGE = f"{REGISTRY}/ferryman/{APP}:{VERSION}"
 PROMETHEUS = "http://127.0.0.1:9090"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _test_bed_is_up() -> None:
-    if not cluster.is_up(PATHS):
-        pytest.skip("the Kubernetes test bed is not up (run `ferryman stack up --kubernetes`)")
 
 
 def _client(kubeconfig: Path):

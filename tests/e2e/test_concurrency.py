@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import record_of, start_release
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("demo")]
 
 
 def test_second_release_of_an_app_waits_and_starts_from_the_first_ones_result():

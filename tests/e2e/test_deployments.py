@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("demo")]
 
 
 def test_deployment_run_is_executed_by_the_worker_and_promoted():

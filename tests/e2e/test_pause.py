@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import demo_spec_copy, demo_status, record_of, release, start_release
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("demo")]
 
 
 def pausing_spec(tmp_path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Faults injected for real into releases of the demo app on the local stack: a killed
+"""Faults injected for real into releases of the second example app on the local stack: a killed
 release process, a killed worker, Prometheus stopped, Prefect's API frozen. Whatever
 happens, the app ends on a judged version.
 
@@ -16,17 +16,33 @@ import time
 
 import pytest
 
-from tests.helpers import (
-    DEMO_SPEC,
-    demo_spec_copy,
-    demo_status,
-    ferryman,
-    record_of,
-    release,
-    start_release,
-)
+from tests.helpers import WEB_SPEC, ferryman, record_of
+from tests.helpers import demo_spec_copy as spec_copy
+from tests.helpers import demo_status as status_of
+from tests.helpers import release as release_of
+from tests.helpers import start_release as start
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("web")]
+APP = "web"
+"""The second example app: these releases run beside the demo app's; the tests marked
+`disruptive` (they stop or freeze a part of the stack) run alone, after everything else."""
+disruptive = pytest.mark.disruptive
+
+
+def web_status() -> dict:
+    return status_of(WEB_SPEC)
+
+
+def release(version: str, *build_args: str):
+    return release_of(version, *build_args, spec=WEB_SPEC)
+
+
+def start_release(version: str, *build_args: str, spec: str = WEB_SPEC):
+    return start(version, *build_args, spec=spec)
+
+
+def web_spec_copy(tmp_path, change):
+    return spec_copy(tmp_path, change, WEB_SPEC)
 
 RUN = f"r{int(time.time()) % 1_000_000}"
 RECOVERED_WITHIN = 300.0
@@ -52,13 +68,13 @@ def wait_until(check, timeout: float, what: str, every: float = 1.0):
 
 
 def running(version: str) -> bool:
-    return demo_status()["running"] == version
+    return web_status()["running"] == version
 
 
 def judged_on(version: str) -> bool:
     """The app serves `version`, its stable one, on every replica, with nothing beside it and
     no release's mark left."""
-    now = demo_status()
+    now = web_status()
     running_, desired = now["replicas"].split("/")
     return (now["running"] == now["stable"] == version and running_ == desired
             and now["beside_it"] is None and now["release_in_flight"] is None)
@@ -82,7 +98,7 @@ def test_killed_release_is_restored_at_once_by_ferryman_recover(stable):
     process.wait()
     killed = time.monotonic()
 
-    done = ferryman("recover", DEMO_SPEC, "--json")
+    done = ferryman("recover", WEB_SPEC, "--json")
 
     took = time.monotonic() - killed
     record = record_of(done.stdout, done.stderr)
@@ -111,6 +127,7 @@ def test_killed_release_is_restored_without_anyone_typing_anything(stable):
     print(f"\nSIGKILL of the CLI, nothing typed: stable again in {took:.1f} s")
 
 
+@disruptive
 def test_killed_worker_and_its_run_are_recovered_by_themselves(stable):
     """The worker and the run it started die together (a host lost, say); a worker comes
     back, and Prefect's automation and the recover deployment do the rest."""
@@ -120,7 +137,7 @@ def test_killed_worker_and_its_run_are_recovered_by_themselves(stable):
 
     bad = f"5.3.0-{RUN}-bad"
     run_deployment("release/manual", parameters={
-        "app": "demo", "version": bad, "build_args": [{"name": "FAIL_RATE", "value": "0.5"}]},
+        "app": APP, "version": bad, "build_args": [{"name": "FAIL_RATE", "value": "0.5"}]},
         timeout=0)
     wait_until(lambda: running(bad), 300, f"{bad} serving")
     run = wait_until(lambda: flow_run_of(bad), 30, "the release run")
@@ -141,6 +158,7 @@ def test_killed_worker_and_its_run_are_recovered_by_themselves(stable):
     print(f"\nworker and its run SIGKILLed: stable again in {took:.1f} s")
 
 
+@disruptive
 def test_prometheus_stopped_during_the_analysis_never_promotes(tmp_path, stable):
     good = f"5.4.0-{RUN}"
     process = start_release(good)
@@ -159,6 +177,7 @@ def test_prometheus_stopped_during_the_analysis_never_promotes(tmp_path, stable)
     assert judged_on(stable)
 
 
+@disruptive
 def test_prefect_api_frozen_for_a_minute_during_a_verify_still_ends_judged(stable):
     from devstack.stack import StackPaths
 
@@ -179,13 +198,13 @@ def test_prefect_api_frozen_for_a_minute_during_a_verify_still_ends_judged(stabl
     result = record_of(out, err)
     assert process.returncode in (0, 3), result
     version = good if result["outcome"] == "promoted" else stable
-    assert judged_on(version), demo_status()
+    assert judged_on(version), web_status()
     print(f"\nPrefect frozen 60 s mid-verify: {result['outcome']} ({result['reason']})")
 
 
 def test_a_paused_release_of_a_dead_process_is_not_waited_for(tmp_path, stable):
     """A release that died while waiting for a person holds no lock: the next release goes."""
-    spec = demo_spec_copy(tmp_path, lambda d: d["analysis"].update(
+    spec = web_spec_copy(tmp_path, lambda d: d["analysis"].update(
         {"on_inconclusive": "pause", "inconclusive_limit": 0}))
     silent = f"5.6.0-{RUN}-silent"
     process = start_release(silent, "DISABLE_METRICS=1", spec=str(spec))
@@ -206,13 +225,13 @@ def test_cancel_from_the_prefect_api_mid_canary_restores_and_ends_cancelled(tmp_
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelling
 
-    spec = demo_spec_copy(tmp_path, lambda d: d.update({"strategy": {
+    spec = web_spec_copy(tmp_path, lambda d: d.update({"strategy": {
         "kind": "canary", "steps": [{"weight": 33}, {"analysis": {}}, {"weight": 50},
                                     {"analysis": {}}]}}))
     version = f"5.8.0-{RUN}"
     process = start_release(version, spec=str(spec))
     try:
-        run = wait_until(lambda: (r := flow_run_of(version)) and "canary" in demo_beside()
+        run = wait_until(lambda: (r := flow_run_of(version)) and "canary" in web_beside()
                          and r, 240, "the canary")
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(run.id, Cancelling(message="cancelled by the test"))
@@ -226,10 +245,11 @@ def test_cancel_from_the_prefect_api_mid_canary_restores_and_ends_cancelled(tmp_
     assert judged_on(stable)
 
 
-def demo_beside() -> str:
-    return str(demo_status()["beside_it"] or "")
+def web_beside() -> str:
+    return str(web_status()["beside_it"] or "")
 
 
+@disruptive
 def test_docker_engine_restarted_mid_release_is_retried_then_the_release_ends_judged(stable):
     """The engine goes away as the build ends (the push, or the step after it when the push
     was quicker): the step fails to reach it, is retried (a transient error), and once the

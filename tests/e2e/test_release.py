@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import DEMO_SPEC, demo_status, ferryman, release
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("demo")]
 
 RUN = f"t{int(time.time()) % 1_000_000}"
 

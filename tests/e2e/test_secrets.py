@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import release
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("demo")]
 
 
 def _secrets() -> dict[str, str]:

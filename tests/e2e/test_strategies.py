@@ -1,4 +1,5 @@
-"""Blue-green, canary, approvals and aborts of the demo app on the real stack.
+"""Blue-green, canary, approvals and aborts of the second example app, `web`, on the real
+stack.
 
 What users saw is read from the traffic generator's own counters in Prometheus
 (`traffic_responses_total{app, target, version, code}`): `main` is the app's address, which
@@ -12,19 +13,30 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import demo_spec_copy, demo_status, ferryman, record_of, release, start_release
+from tests.helpers import (
+    WEB_SPEC,
+    demo_spec_copy,
+    demo_status,
+    ferryman,
+    record_of,
+    release,
+    start_release,
+)
 
-pytestmark = pytest.mark.stack
+APP = "web"
+"""The second example app: these releases run beside the demo app's."""
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("web")]
 
 PROMETHEUS = "http://127.0.0.1:9090/api/v1/query"
 RUN = f"s{int(time.time()) % 1_000_000}"
 
 
 def answers(target: str) -> dict[tuple[str, str], float]:
-    """Cumulative answers the traffic generator got from the demo app's `target` address,
+    """Cumulative answers the traffic generator got from the app's `target` address,
     per (version, code)."""
     body = httpx.get(PROMETHEUS, params={
-        "query": f'sum by (version, code) (traffic_responses_total{{app="demo",target="{target}"}})'
+        "query": f'sum by (version, code) (traffic_responses_total{{app="{APP}",'
+                 f'target="{target}"}})'
     }, timeout=10).json()
     return {(r["metric"].get("version", ""), r["metric"].get("code", "")): float(r["value"][1])
             for r in body["data"]["result"]}
@@ -44,6 +56,15 @@ def settle() -> None:
     time.sleep(5)
 
 
+def web_status() -> dict:
+    return demo_status(WEB_SPEC)
+
+
+def web_spec(tmp_path, strategy: dict, **analysis):
+    """The web app's spec with the given strategy and a shorter analysis."""
+    return demo_spec_copy(tmp_path, quick(strategy, **analysis), WEB_SPEC)
+
+
 def quick(strategy: dict, **analysis):
     """A spec change: the given strategy, and a shorter analysis than the demo's."""
 
@@ -59,7 +80,7 @@ def quick(strategy: dict, **analysis):
 def stable() -> str:
     """A good version, promoted: what every failed release below must restore."""
     version = f"3.0.0-{RUN}"
-    code, record = release(version)
+    code, record = release(version, spec=WEB_SPEC)
     assert code == 0, record["reason"]
     return version
 
@@ -68,16 +89,16 @@ def assert_only_stable_serving(version: str) -> None:
     """The app's service runs `version` on every replica and nothing runs beside it."""
     import docker
 
-    now = demo_status()
+    now = web_status()
     assert (now["running"], now["stable"]) == (version, version), now
     running, desired = now["replicas"].split("/")
     assert running == desired == "2", now
     names = {s.name for s in docker.from_env().services.list()}
-    assert not {"demo-canary", "demo-preview"} & names, names
+    assert not {f"{APP}-canary", f"{APP}-preview"} & names, names
 
 
 def test_blue_green_is_promoted_and_leaves_no_preview(tmp_path, stable):
-    spec = demo_spec_copy(tmp_path, quick({"kind": "blue-green", "scale_down_delay": "5s"}))
+    spec = web_spec(tmp_path, {"kind": "blue-green", "scale_down_delay": "5s"})
     version = f"3.1.0-{RUN}"
     before = answers("preview")
     code, record = release(version, spec=str(spec))
@@ -89,8 +110,8 @@ def test_blue_green_is_promoted_and_leaves_no_preview(tmp_path, stable):
 
 
 def test_blue_green_bad_version_never_answers_on_the_main_address(tmp_path, stable):
-    current = demo_status()["stable"]
-    spec = demo_spec_copy(tmp_path, quick({"kind": "blue-green"}))
+    current = web_status()["stable"]
+    spec = web_spec(tmp_path, {"kind": "blue-green"})
     bad = f"3.2.0-{RUN}-bad"
     main, preview = answers("main"), answers("preview")
     code, record = release(bad, "FAIL_RATE=0.5", spec=str(spec))
@@ -103,8 +124,8 @@ def test_blue_green_bad_version_never_answers_on_the_main_address(tmp_path, stab
 
 
 def test_blue_green_switches_back_after_a_failed_post_switch_analysis(tmp_path, stable):
-    current = demo_status()["stable"]
-    spec = demo_spec_copy(tmp_path, quick({"kind": "blue-green", "preview_analysis": False}))
+    current = web_status()["stable"]
+    spec = web_spec(tmp_path, {"kind": "blue-green", "preview_analysis": False})
     bad = f"3.3.0-{RUN}-bad"
     main = answers("main")
     code, record = release(bad, "FAIL_RATE=0.5", spec=str(spec))
@@ -123,7 +144,7 @@ CANARY = {"kind": "canary", "steps": [{"weight": 33}, {"analysis": {}}, {"weight
 
 
 def test_canary_is_promoted_through_two_steps(tmp_path, stable):
-    spec = demo_spec_copy(tmp_path, quick(CANARY))
+    spec = web_spec(tmp_path, CANARY)
     version = f"3.4.0-{RUN}"
     code, record = release(version, spec=str(spec))
     assert (code, record["outcome"]) == (0, "promoted"), record["reason"]
@@ -134,8 +155,8 @@ def test_canary_is_promoted_through_two_steps(tmp_path, stable):
 
 
 def test_canary_bad_version_is_rolled_back_at_the_first_step_within_its_share(tmp_path, stable):
-    current = demo_status()["stable"]
-    spec = demo_spec_copy(tmp_path, quick(CANARY))
+    current = web_status()["stable"]
+    spec = web_spec(tmp_path, CANARY)
     bad = f"3.5.0-{RUN}-bad"
     main = answers("main")
     code, record = release(bad, "FAIL_RATE=0.5", spec=str(spec))
@@ -166,7 +187,7 @@ def _canary_window(version: str) -> tuple[float, float]:
     traffic generator got answers of `version` on the app's address."""
     end = time.time()
     body = httpx.get("http://127.0.0.1:9090/api/v1/query_range", params={
-        "query": f'sum(increase(traffic_responses_total{{app="demo",target="main",'
+        "query": f'sum(increase(traffic_responses_total{{app="{APP}",target="main",'
                  f'version="{version}"}}[4s]))',
         "start": end - 600, "end": end, "step": 2,
     }, timeout=10).json()
@@ -176,12 +197,12 @@ def _canary_window(version: str) -> tuple[float, float]:
 
 
 def _answered_between(version: str, start: float, end: float) -> float:
-    return _range(f'sum(increase(traffic_responses_total{{app="demo",target="main",'
+    return _range(f'sum(increase(traffic_responses_total{{app="{APP}",target="main",'
                   f'version="{version}"}}[RANGE]))', start, end)
 
 
 def _all_between(start: float, end: float) -> float:
-    return _range('sum(increase(traffic_responses_total{app="demo",target="main"}[RANGE]))',
+    return _range(f'sum(increase(traffic_responses_total{{app="{APP}",target="main"}}[RANGE]))',
                   start, end)
 
 
@@ -190,11 +211,11 @@ def paused_release(name_part: str, timeout: float = 240):
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = paused_run_of("demo")
+        run = paused_run_of(APP)
         if run is not None and name_part in run.name:
             return run
         time.sleep(1)
-    raise AssertionError(f"no paused release of demo {name_part} within {timeout:.0f}s")
+    raise AssertionError(f"no paused release of {APP} {name_part} within {timeout:.0f}s")
 
 
 APPROVED = {"kind": "canary", "steps": [{"weight": 33}, {"analysis": {}},
@@ -204,7 +225,7 @@ APPROVED = {"kind": "canary", "steps": [{"weight": 33}, {"analysis": {}},
 def test_an_approval_through_the_prefect_api_resumes_the_canary(tmp_path, stable):
     from prefect.flow_runs import resume_flow_run
 
-    spec = demo_spec_copy(tmp_path, quick(APPROVED))
+    spec = web_spec(tmp_path, APPROVED)
     version = f"3.6.0-{RUN}"
     process = start_release(version, spec=str(spec))
     try:
@@ -221,9 +242,9 @@ def test_an_approval_through_the_prefect_api_resumes_the_canary(tmp_path, stable
 
 
 def test_an_unanswered_approval_rolls_back_when_it_times_out(tmp_path, stable):
-    current = demo_status()["stable"]
+    current = web_status()["stable"]
     strategy = {**APPROVED, "steps": [*APPROVED["steps"][:2], {"approve": {"timeout": "5s"}}]}
-    spec = demo_spec_copy(tmp_path, quick(strategy))
+    spec = web_spec(tmp_path, strategy)
     code, record = release(f"3.7.0-{RUN}", spec=str(spec))
     assert (code, record["outcome"]) == (3, "rolled_back"), record["reason"]
     assert "no answer in time: rolled back" in record["reason"]
@@ -231,8 +252,8 @@ def test_an_unanswered_approval_rolls_back_when_it_times_out(tmp_path, stable):
 
 
 def test_ferryman_approve_answers_from_a_terminal(tmp_path, stable):
-    current = demo_status()["stable"]
-    spec = demo_spec_copy(tmp_path, quick(APPROVED))
+    current = web_status()["stable"]
+    spec = web_spec(tmp_path, APPROVED)
     version = f"3.8.0-{RUN}"
     process = start_release(version, spec=str(spec))
     try:
@@ -249,12 +270,12 @@ def test_ferryman_approve_answers_from_a_terminal(tmp_path, stable):
 
 
 def test_ferryman_abort_mid_canary_leaves_only_the_old_version(tmp_path, stable):
-    current = demo_status()["stable"]
-    spec = demo_spec_copy(tmp_path, quick(CANARY))
+    current = web_status()["stable"]
+    spec = web_spec(tmp_path, CANARY)
     version = f"3.9.0-{RUN}"
     process = start_release(version, spec=str(spec))
     try:
-        _wait_for_service("demo-canary", replicas=1)
+        _wait_for_service(f"{APP}-canary", replicas=1)
         aborted = ferryman("abort", str(spec), "--json")
         out, err = process.communicate(timeout=300)
     finally:
@@ -309,7 +330,7 @@ def test_release_form_runs_in_the_worker_with_a_strategy_chosen(stable):
 
     version = f"3.10.0-{RUN}"
     run = run_deployment("release/manual", parameters={
-        "app": "demo", "version": version, "strategy": "canary"}, timeout=900)
+        "app": APP, "version": version, "strategy": "canary"}, timeout=900)
     assert run.state is not None and run.state.is_completed(), run.state
     assert "strategy:canary" in run.tags
     assert_only_stable_serving(version)

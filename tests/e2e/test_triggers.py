@@ -19,7 +19,7 @@ import yaml
 
 from tests.helpers import ROOT, demo_spec_copy, demo_status
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("demo")]
 
 MAJOR = int(time.time()) // 60
 RECEIVER = "http://127.0.0.1:8470"

@@ -29,7 +29,7 @@ from tasks.targets.base import Version
 from tasks.targets.swarm import SwarmTarget
 from tests.helpers import Lines
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("swarm-target")]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "deployments" / "demo"

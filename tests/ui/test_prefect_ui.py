@@ -21,7 +21,7 @@ from playwright.sync_api import expect, sync_playwright
 from tests.helpers import ROOT
 from tests.helpers import release as cli_release
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("demo")]
 
 RUN = f"u{int(time.time()) % 1_000_000}"
 UI = "http://127.0.0.1:4200"

@@ -1,0 +1,185 @@
+"""What users saw of a bad version, and how long until the old one was back: Ferryman's
+rolling, blue-green and canary against Swarm's own rollback, side by side, on the demo app.
+
+For each bad version (half its answers 500, +300 ms on every answer, crashing at start) and
+each way of releasing it, from the traffic generator's own counters (20 requests/s to the
+app's address): how many answers users got from the bad version, their share while it
+answered, the failed answers users got, and the time from its first answer to its last.
+Then the time to restore against its floor: one scrape interval + one analysis interval +
+the platform's own time to put the old version back.
+
+The baseline is what a Swarm user gets without Ferryman: `docker service update` with a
+health check, `--update-failure-action rollback` and `--update-monitor`; it catches a
+version whose tasks die, not one that answers badly (then users keep it until someone
+acts: here, after OBSERVE seconds).
+
+    make bench-exposure          # BENCH_REPEAT=3 runs of each; medians
+    BENCH_BAD=fail50 BENCH_WAYS=canary,rolling BENCH_REPEAT=1 make bench-exposure
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from bench.common import (
+    ROOT,
+    RUN,
+    SPEC,
+    exposure,
+    median,
+    release,
+    save,
+    settle,
+    table,
+)
+
+REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+OBSERVE = float(os.environ.get("BENCH_OBSERVE", "60"))
+"""How long the baseline leaves a version Swarm did not catch before someone restores it."""
+ALL_BAD = {"fail50": ["FAIL_RATE=0.5"], "slow300": ["EXTRA_LATENCY_MS=300"],
+           "crash": ["CRASH_ON_START=1"]}
+BAD = {k: v for k, v in ALL_BAD.items()
+       if k in os.environ.get("BENCH_BAD", ",".join(ALL_BAD)).split(",")}
+WAYS = [w for w in ("rolling", "blue-green", "canary", "swarm native")
+        if w in os.environ.get("BENCH_WAYS", "rolling,blue-green,canary,swarm native").split(",")]
+SCRAPE_INTERVAL = 2.0
+
+
+def bench_spec(tmp: Path) -> Path:
+    """The demo spec with a quicker analysis (the first look 8 s after the first new replica,
+    then every 3 s), the same for every strategy."""
+    data = yaml.safe_load(SPEC.read_text())
+    data["image"]["context"] = str(ROOT / "examples" / "demo-app")
+    data["target"]["stack_file"] = str(SPEC.parent / "stack.yml")
+    data["analysis"].update({"initial_delay": "8s", "interval": "3s", "count": 4,
+                             "inconclusive_limit": 2})
+    data["strategy"] = {"kind": "canary", "steps": [{"weight": 33}, {"analysis": {}},
+                                                    {"weight": 50}, {"analysis": {}}]}
+    path = tmp / "release.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def with_ferryman(spec: Path, way: str, version: str, build_args: list[str]) -> dict:
+    strategy = None if way == "canary" else way  # the bench spec's own kind is canary
+    start = time.time()
+    code, record, wall = release(version, *build_args, spec=spec, strategy=strategy)
+    settle()
+    seen = exposure("demo", version, start - 2, time.time())
+    restore = next((s["end"] - s["start"] for s in record.get("steps", [])
+                    if s["name"] == "roll back"), None)
+    return {"outcome": record["outcome"], "wall_s": round(wall, 1), **seen,
+            "restore_s": None if restore is None else round(restore, 1),
+            "floor_s": None if restore is None else round(SCRAPE_INTERVAL + 3.0 + restore, 1)}
+
+
+def _service_image() -> str:
+    out = subprocess.run(["docker", "service", "inspect", "demo", "--format",
+                          "{{.Spec.TaskTemplate.ContainerSpec.Image}}"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+HEALTHCHECK = ('HEALTHCHECK --interval=2s --timeout=5s --retries=3 --start-period=2s '
+               'CMD ["/demo-app", "-check"]')
+"""The baseline's image carries a health check (exec form: the image has no shell)."""
+
+
+def _push(version: str, build_args: list[str]) -> str:
+    import tempfile
+
+    image = f"127.0.0.1:5000/ferryman/demo-bench:{version}"
+    args = ["docker", "build", "-q", "-t", f"{image}-plain", "--build-arg", "APP=demo",
+            "--build-arg", f"VERSION={version}"]
+    for pair in build_args:
+        args += ["--build-arg", pair]
+    subprocess.run([*args, str(ROOT / "examples" / "demo-app")], check=True,
+                   capture_output=True)
+    with tempfile.TemporaryDirectory() as context:
+        Path(context, "Dockerfile").write_text(f"FROM {image}-plain\n{HEALTHCHECK}\n")
+        subprocess.run(["docker", "build", "-q", "-t", image, context], check=True,
+                       capture_output=True)
+    subprocess.run(["docker", "push", "-q", image], check=True, capture_output=True)
+    return image
+
+
+NATIVE = ["--update-failure-action", "rollback", "--update-monitor", "10s",
+          "--update-parallelism", "1", "--update-delay", "1s", "--update-order",
+          "start-first", "--rollback-parallelism", "0", "--rollback-order", "start-first",
+          "--health-cmd", "/demo-app -check", "--health-interval", "1s",
+          "--health-retries", "2", "--health-start-period", "2s", "--with-registry-auth"]
+
+
+def with_swarm(version: str, build_args: list[str]) -> dict:
+    """Swarm's own update with rollback; a version it does not catch is restored by hand
+    after OBSERVE seconds, as the person on call would."""
+    good = _service_image()
+    bad = _push(version, build_args)
+    start = time.time()
+    update = subprocess.run(["docker", "service", "update", "--quiet", "--image", bad,
+                             *NATIVE, "demo"], capture_output=True, text=True)
+    state = subprocess.run(["docker", "service", "inspect", "demo", "--format",
+                            "{{.UpdateStatus.State}}"], capture_output=True, text=True)
+    caught = _service_image() == good and "rollback" in state.stdout
+    if _service_image() == good and not caught:
+        raise SystemExit(f"docker service update did not run: {update.stderr[-500:]}")
+    restore = None
+    if not caught:
+        time.sleep(max(0.0, OBSERVE - (time.time() - start)))
+        began = time.monotonic()
+        subprocess.run(["docker", "service", "update", "--quiet", "--image", good,
+                        "--update-parallelism", "0", "demo"], capture_output=True, check=True)
+        restore = time.monotonic() - began
+    settle()
+    seen = exposure("demo", version, start - 2, time.time())
+    return {"outcome": "rolled back by Swarm" if caught else f"not caught ({OBSERVE:.0f} s)",
+            "wall_s": round(time.time() - start, 1), **seen,
+            "restore_s": None if restore is None else round(restore, 1), "floor_s": None}
+
+
+def main() -> None:
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = bench_spec(Path(tmp))
+        code, record, _ = release(f"7.0.0-{RUN}", spec=spec, strategy="rolling")
+        if code != 0:
+            raise SystemExit(f"the good baseline was not promoted: {record['reason']}")
+        for bad, build_args in BAD.items():
+            for way in WAYS:
+                runs = []
+                for i in range(REPEAT):
+                    version = f"7.{len(rows) + 1}.{i}-{RUN}-{bad}"
+                    if way == "swarm native":
+                        runs.append(with_swarm(version, build_args))
+                    else:
+                        runs.append(with_ferryman(spec, way, version, build_args))
+                row = {"bad version": bad, "way": way, "outcome": runs[-1]["outcome"]}
+                for key in ("answers", "share_pct", "failed", "seconds", "restore_s", "floor_s"):
+                    row[key] = median([r[key] for r in runs])
+                if row["seconds"] is not None and row["floor_s"]:
+                    row["vs_floor"] = round(row["seconds"] / row["floor_s"], 2)
+                row["runs"] = runs
+                rows.append(row)
+                print(table([row], ["bad version", "way", "outcome", "answers", "share_pct",
+                                    "failed", "seconds", "restore_s", "floor_s",
+                                    "vs_floor"]).splitlines()[-1], flush=True)
+    columns = ["bad version", "way", "outcome", "answers", "share_pct", "failed", "seconds",
+               "restore_s", "floor_s", "vs_floor"]
+    print()
+    print(f"What users saw of a bad version (medians of {REPEAT}; 20 requests/s; answers: "
+          "the bad version's; share: of all answers while it answered; seconds: its first "
+          "answer to its last; floor: scrape 2 s + analysis interval 3 s + restore)")
+    print(table(rows, columns))
+    path = save("exposure", {"repeat": REPEAT, "observe_s": OBSERVE, "rows": rows})
+    print(f"\nwritten: {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
