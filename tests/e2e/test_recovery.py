@@ -50,11 +50,20 @@ RECOVERED_WITHIN = 300.0
 
 
 @pytest.fixture(scope="module")
-def stable() -> str:
+def installed() -> str:
     version = f"5.0.0-{RUN}"
     code, record = release(version)
     assert code == 0, record["reason"]
     return version
+
+
+@pytest.fixture
+def stable(installed) -> str:
+    """The app's stable version as the test starts (a test before it may have promoted one),
+    judged: every test starts from, and must leave, an app on a judged version."""
+    now = web_status()
+    assert judged_on(now["stable"]), now
+    return now["stable"]
 
 
 def wait_until(check, timeout: float, what: str, every: float = 1.0):
@@ -105,7 +114,7 @@ def test_killed_release_is_restored_at_once_by_ferryman_recover(stable):
     assert done.returncode == 3, record
     assert record["outcome"] == "rolled_back"
     assert f"{stable} restored and verified" in record["reason"], record["reason"]
-    assert judged_on(stable)
+    assert judged_on(stable), web_status()
     run = flow_run_of(bad)
     assert run.state.name == "Crashed", run.state
     print(f"\nSIGKILL of the CLI, then ferryman recover: stable again in {took:.1f} s")
@@ -174,7 +183,7 @@ def test_prometheus_stopped_during_the_analysis_never_promotes(tmp_path, stable)
     assert (process.returncode, record["outcome"]) == (3, "rolled_back"), record["reason"]
     assert "consecutive errors" in record["reason"] and "unreachable" in record["reason"]
     assert f"{stable} restored, but could not verify it" in record["reason"]
-    assert judged_on(stable)
+    assert judged_on(stable), web_status()
 
 
 @disruptive
@@ -242,7 +251,7 @@ def test_cancel_from_the_prefect_api_mid_canary_restores_and_ends_cancelled(tmp_
     assert (process.returncode, record["outcome"]) == (3, "aborted"), record["reason"]
     assert "cancelled in the Prefect UI or API" in record["reason"]
     assert flow_run_of(version).state.type.value == "CANCELLED"
-    assert judged_on(stable)
+    assert judged_on(stable), web_status()
 
 
 def web_beside() -> str:
