@@ -17,14 +17,10 @@ stack-down:
 demo: stack-up
 	@sh examples/demo.sh
 
-# Tests of independent apps run side by side (4 workers, one per xdist_group); the tests
-# that stop or freeze a part of the stack run alone afterwards. The Kubernetes test bed's
-# binaries build in the background meanwhile (once per machine), niced, for its tests.
+# The whole suite: independent apps side by side, then the disruptive tests alone, then the
+# Kubernetes test bed's (its binaries build in the background meanwhile); see the script.
 test: stack-up
-	@(sh devstack/prometheus/build.sh && sh devstack/kubernetes/build.sh) \
-		> .state/logs/kubernetes-build.log 2>&1 &
-	@.venv/bin/pytest -n 4 --dist loadgroup -m "not disruptive" $(PYTEST_ARGS)
-	@.venv/bin/pytest -m disruptive $(PYTEST_ARGS)
+	@sh devstack/run-tests.sh $(PYTEST_ARGS)
 
 # Only the Kubernetes test bed's tests (its binaries are built once per machine, tens of
 # minutes the first time).

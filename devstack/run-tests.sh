@@ -1,0 +1,41 @@
+#!/bin/sh
+# `make test`: the whole suite, in three phases, on the stack `make stack-up` brought up.
+#   1. everything but the Kubernetes tests and the disruptive ones, 4 workers side by side
+#      (`--dist loadgroup`: the tests of one app run one after another on one worker);
+#   2. the tests that stop, restart or freeze a part of the shared stack, alone;
+#   3. the Kubernetes test bed up (it restarts Prometheus and the traffic generator with its
+#      own targets, so only once nothing else runs), then its tests.
+# The test bed's binaries build meanwhile in the background (once per machine; tens of
+# minutes the first time), niced so that the running tests keep their pace.
+# Arguments go to every pytest. Every phase runs even when an earlier one failed.
+set -u
+cd "$(dirname "$0")/.."
+mkdir -p .state/logs
+log=.state/logs/kubernetes-build.log
+(nice -n 10 sh devstack/prometheus/build.sh && nice -n 10 sh devstack/kubernetes/build.sh) \
+    >"$log" 2>&1 &
+build=$!
+start=$(date +%s)
+failed=""
+
+phase() {  # phase NAME COMMAND...: run it, note a failure (pytest's 5, no tests, is none)
+    name=$1
+    shift
+    echo "== make test, $name ($(( $(date +%s) - start )) s in)"
+    "$@"
+    code=$?
+    [ "$code" -eq 0 ] || [ "$code" -eq 5 ] || failed="$failed, $name"
+}
+
+phase "independent apps side by side" \
+    .venv/bin/pytest -n 4 --dist loadgroup -m "not disruptive and not kubernetes" "$@"
+phase "disruptive tests alone" .venv/bin/pytest -m "disruptive and not kubernetes" "$@"
+echo "== make test, waiting for the Kubernetes binaries ($(( $(date +%s) - start )) s in; log $log)"
+wait "$build" || { echo "the background build failed; stack up builds again:"; tail -20 "$log"; }
+if .venv/bin/ferryman stack up --kubernetes; then
+    phase "Kubernetes test bed" .venv/bin/pytest -m kubernetes "$@"
+else
+    failed="$failed, Kubernetes test bed (did not come up)"
+fi
+echo "== make test: $(( $(date +%s) - start )) s${failed:+; failed:${failed#,}}"
+[ -z "$failed" ]
