@@ -142,14 +142,16 @@ def _http_status(
         return None
 
 
-def _wait_for(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None):
+def _wait_for(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None,
+              happen: str = "come up"):
+    """Wait until `check()`; a StackError "<what> did not <happen> within ..." at the end."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.5)
     hint = f"; see {log}" if log else ""
-    raise StackError(f"{what} did not come up within {timeout:.0f}s{hint}")
+    raise StackError(f"{what} did not {happen} within {timeout:.0f}s{hint}")
 
 
 def _private_log(log: Path) -> int:
@@ -832,16 +834,16 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
         for service in services:
             service.remove()
             say(f"service {service.name}: removed")
-        # Swarm removes the tasks' containers after the service; leaving the swarm before
-        # that would strand them as exited containers.
+        # Swarm stops and removes the tasks' containers after the service; leaving the swarm
+        # before that would strand them. Containers of tasks Swarm no longer knows (an engine
+        # restart leaves some behind, exited) are removed here.
         for service in services:
-            _wait_for(
-                f"the containers of service {service.name} to go",
-                lambda s=service: not client.containers.list(
-                    all=True, filters={"label": f"com.docker.swarm.service.id={s.id}"}
-                ),
-                60,
-            )
+            label = {"label": f"com.docker.swarm.service.id={service.id}"}
+            _wait_for(f"the containers of service {service.name}",
+                      lambda f=label: not client.containers.list(filters=f), 60, happen="stop")
+            for container in client.containers.list(all=True, filters=label):
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
         # Only the network `up` made: Docker's name filter matches any name containing it.
         made = client.networks.list(filters={"label": f"{STACK_LABEL}=true"})
         for network in (n for n in made if n.name == NETWORK):
