@@ -54,3 +54,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("kubernetes"):
             item.add_marker(pytest.mark.usefixtures("kubernetes_test_bed"))
             item.add_marker(pytest.mark.xdist_group("kubernetes"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In an xdist worker under `--dist loadgroup`, a test's group must have reached its id
+    (`<nodeid>@<group>`, how xdist schedules a group on one worker): a pytest that ignores
+    xdist's renaming would let tests of one app run side by side, failing each other."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    lost = [item.nodeid for item in session.items
+            if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if lost:
+        raise pytest.UsageError(f"{len(lost)} tests lost their xdist_group (first: {lost[0]}); "
+                                "pytest and pytest-xdist do not fit together here")
