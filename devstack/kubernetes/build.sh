@@ -51,16 +51,28 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     stamp="$stamp -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
+# A build that failed is tried again, up to 3 times: the Go module proxy (or the DNS in front
+# of it) sometimes times out; what was downloaded and compiled stays in Go's caches.
+tries() {
+    for attempt in 1 2 3; do
+        "$@" && return 0
+        echo "build.sh: attempt $attempt failed: $*" >&2
+        sleep 15
+    done
+    return 1
+}
+
+export CGO_ENABLED=0  # static binaries
 start=$(date +%s)
 # Static binaries (as Kubernetes releases them); nice, so the machine's other work goes on.
-CGO_ENABLED=0 nice -n 19 go build -trimpath -ldflags "-s -w $stamp" -o "$tmp/" \
+tries nice -n 19 go build -trimpath -ldflags "-s -w $stamp" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler \
     k8s.io/kubernetes/cmd/kubelet \
     k8s.io/kubernetes/cmd/kube-proxy
-CGO_ENABLED=0 nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
-CGO_ENABLED=0 nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tmp/pause" ./pause
+tries nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
+tries nice -n 19 go build -trimpath -ldflags "-s -w" -o "$tmp/pause" ./pause
 echo "$build_id" > "$tmp/BUILD-ID"
 chmod 755 "$tmp"
 rm -rf "$out"

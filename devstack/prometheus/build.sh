@@ -26,8 +26,17 @@ mkdir -p "$(dirname "$out")"
 tmp=$(mktemp -d "$(dirname "$out")/.build-$version.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 v=github.com/prometheus/common/version
+export CGO_ENABLED=0  # static binaries
 start=$(date +%s)
-CGO_ENABLED=0 nice -n 19 go build -trimpath \
+tries() {  # see devstack/kubernetes/build.sh
+    for attempt in 1 2 3; do
+        "$@" && return 0
+        echo "build.sh: attempt $attempt failed: $*" >&2
+        sleep 15
+    done
+    return 1
+}
+tries nice -n 19 go build -trimpath \
     -ldflags "-s -w -X $v.Version=${version#v} -X $v.Branch=module -X $v.Revision=$module" \
     -o "$tmp/" github.com/prometheus/prometheus/cmd/prometheus \
     github.com/prometheus/prometheus/cmd/promtool
