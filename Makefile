@@ -28,7 +28,7 @@ test-kubernetes: stack-up
 	@.venv/bin/pytest -m kubernetes $(PYTEST_ARGS)
 
 unit: setup
-	@.venv/bin/pytest -m "not stack" $(PYTEST_ARGS)
+	@.venv/bin/pytest -m "not stack and not kubernetes" $(PYTEST_ARGS)
 
 lint: setup
 	@.venv/bin/ruff check flows tasks devstack tests bench

@@ -13,6 +13,10 @@ import yaml
 from devstack import cluster, cluster_access
 from devstack.stack import StackPaths, app_specs, prometheus_config
 
+# It needs the test bed's Prometheus build: it runs with the Kubernetes tests (make test's
+# last phase, once the binaries are built).
+pytestmark = pytest.mark.kubernetes
+
 
 def _promtool() -> Path:
     """The test bed's promtool; building it is `stack up --kubernetes`'s work, not a test's."""
