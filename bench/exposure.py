@@ -111,8 +111,11 @@ def _push(version: str, build_args: list[str]) -> str:
 NATIVE = ["--update-failure-action", "rollback", "--update-monitor", "10s",
           "--update-parallelism", "1", "--update-delay", "1s", "--update-order",
           "start-first", "--rollback-parallelism", "0", "--rollback-order", "start-first",
-          "--health-cmd", "/demo-app -check", "--health-interval", "1s",
-          "--health-retries", "2", "--health-start-period", "2s", "--with-registry-auth"]
+          "--health-interval", "1s", "--health-retries", "2", "--health-start-period", "2s",
+          "--with-registry-auth"]
+"""Swarm's own update with rollback. The health check's command is the image's (exec form):
+`--health-cmd` would make it a shell command, and the image has no shell, so every task
+would turn unhealthy and be rolled back, good or bad."""
 
 
 def with_swarm(version: str, build_args: list[str]) -> dict:
