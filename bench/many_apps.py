@@ -24,6 +24,9 @@ import yaml
 
 from bench.common import ROOT, RUN, median, save, table
 
+# Before Prefect is imported: its settings are read once, at import.
+os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+
 SIZES = [int(n) for n in os.environ.get("BENCH_APPS", "5,10,20").split(",")]
 CONCURRENCY = 4
 SPECS = ROOT / "deployments"
@@ -115,22 +118,24 @@ def one_size(n: int, record: dict) -> dict:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     start = time.time()
-    for name in names:
-        push(name, "1.0.0")
-    pushed = time.time() - start
-    deadline = time.monotonic() + 1800
-    while time.monotonic() < deadline:
-        done = runs_ended(names, start)
-        if len({r.parameters["app"] for r in done}) >= n:
-            break
-        time.sleep(2)
-    wall = time.time() - start
-    stop.set()
-    sampler.join()
-    outcomes = [r.state.name for r in runs_ended(names, start)]
-    for name in names:
-        subprocess.run(["docker", "service", "rm", name], capture_output=True)
-        shutil.rmtree(SPECS / name, ignore_errors=True)
+    try:
+        for name in names:
+            push(name, "1.0.0")
+        pushed = time.time() - start
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            done = runs_ended(names, start)
+            if len({r.parameters["app"] for r in done}) >= n:
+                break
+            time.sleep(2)
+        wall = time.time() - start
+        outcomes = [r.state.name for r in runs_ended(names, start)]
+    finally:
+        stop.set()
+        sampler.join()
+        for name in names:
+            subprocess.run(["docker", "service", "rm", name], capture_output=True)
+            shutil.rmtree(SPECS / name, ignore_errors=True)
     return {"apps": n, "wall_s": round(wall, 1), "pushes_s": round(pushed, 1),
             "per_app_s": round(wall / n, 1),
             "promoted": sum(o == "Completed" for o in outcomes), "runs": len(outcomes),

@@ -240,7 +240,7 @@ def prometheus_binary(paths: StackPaths) -> Path | None:
 
 
 def binaries(say: Say) -> Path:
-    """Build the binaries once per machine (about 40 minutes on 2 cores), then reuse them."""
+    """Build the binaries once per machine (11 to 35 minutes on 2 cores), then reuse them."""
     cache = Path(os.environ.get("FERRYMAN_K8S_CACHE", "/var/cache/ferryman/kubernetes"))
     version = version_pinned()
     folder = cache / version
