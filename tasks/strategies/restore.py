@@ -50,7 +50,15 @@ def put_back(target: Target, router: Router, to: Version | None) -> None:
         target.remove(Role.PREVIEW, say)
 
 
-@task(name="roll back", task_run_name="roll back to {to.version}", **RETRIED)
+def _roll_back_name() -> str:
+    """The run name of `roll back`: a first install that failed has nothing to go back to."""
+    from prefect.runtime import task_run
+
+    to = task_run.parameters.get("to")
+    return f"roll back to {to.version}" if to is not None else "roll back: remove the new version"
+
+
+@task(name="roll back", task_run_name=_roll_back_name, **RETRIED)
 def roll_back(target: Target, router: Router, to: Version | None) -> None:
     """Put the stable version back (see `put_back`) and wait until only it serves."""
     put_back(target, router, to)
