@@ -101,7 +101,7 @@ def runs_ended(names: list[str], since: float) -> list:
 
 
 def one_size(n: int, record: dict) -> dict:
-    names = [f"bench-{RUN}-{i}" for i in range(n)]
+    names = [f"bench-{RUN}-{n}-{i}" for i in range(n)]  # new apps for every size
     for name in names:
         write_app(name)
     subprocess.run([str(ROOT / ".venv" / "bin" / "ferryman"), "stack", "up"], check=True,
