@@ -9,6 +9,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
+. ../go-build.sh
 # Kubernetes 1.35 needs Go 1.25 or later: /usr/local/go's before Debian 12's golang-go (1.19).
 export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null || { echo "build.sh: go is not installed" >&2; exit 1; }
@@ -24,11 +25,7 @@ out="$cache/$version"
 build_id=$(cat go.mod go.sum pause/main.go | sha256sum | cut -c1-16)
 binaries="pause etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
 
-# One build at a time per cache: a second caller (the tests, while `make test`'s background
-# build runs) waits for the first and then finds the binaries built.
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
+one_build_at_a_time "$cache"
 
 complete=yes
 for b in $binaries; do [ -x "$out/$b" ] || complete=no; done
@@ -38,7 +35,6 @@ if [ "$complete" = yes ] && [ "$(cat "$out/BUILD-ID" 2>/dev/null)" = "$build_id"
     exit 0
 fi
 
-mkdir -p "$cache"
 tmp=$(mktemp -d "$cache/.build-$version.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
@@ -51,18 +47,6 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     stamp="$stamp -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
-# A build that failed is tried again, up to 3 times: the Go module proxy (or the DNS in front
-# of it) sometimes times out; what was downloaded and compiled stays in Go's caches.
-tries() {
-    for attempt in 1 2 3; do
-        "$@" && return 0
-        echo "build.sh: attempt $attempt failed: $*" >&2
-        sleep 15
-    done
-    return 1
-}
-
-export CGO_ENABLED=0  # static binaries
 start=$(date +%s)
 # Static binaries (as Kubernetes releases them); nice, so the machine's other work goes on.
 tries nice -n 19 go build -trimpath -ldflags "-s -w $stamp" -o "$tmp/" \

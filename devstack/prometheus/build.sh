@@ -6,6 +6,7 @@
 # `build.sh --where` prints the folder and builds nothing.
 set -eu
 cd "$(dirname "$0")"
+. ../go-build.sh
 export PATH="/usr/local/go/bin:$PATH"  # Go 1.24 or later; Debian 12's golang-go is 1.19
 
 module=$(awk '$1 == "github.com/prometheus/prometheus" && $2 ~ /^v/ {print $2}' go.mod)
@@ -13,29 +14,16 @@ version="v2.${module#v0.}"  # module v0.42.0 is Prometheus 2.42.0
 out="${FERRYMAN_PROMETHEUS_CACHE:-/var/cache/ferryman/prometheus}/$version"
 [ "${1:-}" = --where ] && { echo "$out"; exit 0; }
 build_id=$(cat go.mod go.sum | sha256sum | cut -c1-16)
-# One build at a time (see devstack/kubernetes/build.sh).
-mkdir -p "$(dirname "$out")"
-exec 9>"$(dirname "$out")/.lock"
-flock 9
+one_build_at_a_time "$(dirname "$out")"
 if [ -x "$out/prometheus" ] && [ -x "$out/promtool" ] && [ "$(cat "$out/BUILD-ID" 2>/dev/null)" = "$build_id" ]; then
     echo "build.sh: prometheus $version already built"
     echo "$out"
     exit 0
 fi
-mkdir -p "$(dirname "$out")"
 tmp=$(mktemp -d "$(dirname "$out")/.build-$version.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 v=github.com/prometheus/common/version
-export CGO_ENABLED=0  # static binaries
 start=$(date +%s)
-tries() {  # see devstack/kubernetes/build.sh
-    for attempt in 1 2 3; do
-        "$@" && return 0
-        echo "build.sh: attempt $attempt failed: $*" >&2
-        sleep 15
-    done
-    return 1
-}
 tries nice -n 19 go build -trimpath \
     -ldflags "-s -w -X $v.Version=${version#v} -X $v.Branch=module -X $v.Revision=$module" \
     -o "$tmp/" github.com/prometheus/prometheus/cmd/prometheus \
