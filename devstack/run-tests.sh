@@ -3,8 +3,8 @@
 #   1. everything but the Kubernetes tests and the disruptive ones, 4 workers side by side
 #      (`--dist loadgroup`: the tests of one app run one after another on one worker);
 #   2. the tests that stop, restart or freeze a part of the shared stack, alone;
-#   3. the Kubernetes test bed up (it restarts Prometheus and the traffic generator with its
-#      own targets, so only once nothing else runs), then its tests.
+#   3. the Kubernetes tests, which bring the test bed up first (that restarts Prometheus and
+#      the traffic generator with its own targets, so only once nothing else runs).
 # The test bed's binaries build meanwhile in the background (once per machine; tens of
 # minutes the first time; build.sh runs the compiler at nice 19, so the tests keep their pace).
 # Arguments go to every pytest. Every phase runs even when an earlier one failed.
@@ -31,11 +31,9 @@ phase "independent apps side by side" \
     .venv/bin/pytest -n 4 --dist loadgroup -m "not disruptive and not kubernetes" "$@"
 phase "disruptive tests alone" .venv/bin/pytest -m "disruptive and not kubernetes" "$@"
 echo "== make test, waiting for the Kubernetes binaries ($(( $(date +%s) - start )) s in; log $log)"
-wait "$build" || { echo "the background build failed; stack up builds again:"; tail -20 "$log"; }
-if .venv/bin/ferryman stack up --kubernetes; then
-    phase "Kubernetes test bed" .venv/bin/pytest -m kubernetes "$@"
-else
-    failed="$failed, Kubernetes test bed (did not come up)"
-fi
+wait "$build" || { echo "the background build failed; the test bed builds again:"; tail -20 "$log"; }
+# The tests' session fixture brings the test bed up (tests/conftest.py), or fails them all
+# saying why.
+phase "Kubernetes test bed" .venv/bin/pytest -m kubernetes "$@"
 echo "== make test: $(( $(date +%s) - start )) s${failed:+; failed:${failed#,}}"
 [ -z "$failed" ]
