@@ -88,6 +88,11 @@ def demo_status(spec: str = DEMO_SPEC) -> dict:
     return json.loads(done.stdout)
 
 
+def web_status() -> dict:
+    """`ferryman status --json` of the second example app, web."""
+    return demo_status(WEB_SPEC)
+
+
 def demo_spec_copy(tmp_path: Path, change: Callable[[dict], None],
                    spec: str = DEMO_SPEC) -> Path:
     """The demo spec (or `spec`), changed by `change`, written to tmp_path with its paths

@@ -16,9 +16,8 @@ import time
 
 import pytest
 
-from tests.helpers import WEB_SPEC, ferryman, record_of
+from tests.helpers import WEB_SPEC, ferryman, record_of, web_status
 from tests.helpers import demo_spec_copy as spec_copy
-from tests.helpers import demo_status as status_of
 from tests.helpers import release as release_of
 from tests.helpers import start_release as start
 
@@ -27,10 +26,6 @@ APP = "web"
 """The second example app: these releases run beside the demo app's; the tests marked
 `disruptive` (they stop or freeze a part of the stack) run alone, after everything else."""
 disruptive = pytest.mark.disruptive
-
-
-def web_status() -> dict:
-    return status_of(WEB_SPEC)
 
 
 def release(version: str, *build_args: str):

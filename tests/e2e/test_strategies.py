@@ -16,11 +16,11 @@ import pytest
 from tests.helpers import (
     WEB_SPEC,
     demo_spec_copy,
-    demo_status,
     ferryman,
     record_of,
     release,
     start_release,
+    web_status,
 )
 
 APP = "web"
@@ -54,10 +54,6 @@ def total(before: dict, after: dict) -> float:
 def settle() -> None:
     """Two scrapes of the traffic generator, so its counters in Prometheus are current."""
     time.sleep(5)
-
-
-def web_status() -> dict:
-    return demo_status(WEB_SPEC)
 
 
 def web_spec(tmp_path, strategy: dict, **analysis):
