@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import pytest
@@ -26,9 +27,9 @@ def _stack_is_up(request: pytest.FixtureRequest) -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def kubernetes_test_bed() -> None:
-    """Bring the Kubernetes test bed up beside the stack for the tests marked `kubernetes`.
+@functools.cache
+def _kubernetes_test_bed_failure() -> str | None:
+    """Bring the Kubernetes test bed up beside the stack, once per session; why not, if not.
 
     The first time on a machine this waits for its binaries to be built (tens of minutes;
     `make test` starts that build in the background before the tests, and build.sh lets
@@ -41,18 +42,25 @@ def kubernetes_test_bed() -> None:
     try:
         stack.up(say=lines.append, kubernetes=True)
     except StackError as e:
-        pytest.fail(f"the Kubernetes test bed did not come up: {e}\n" + "\n".join(lines),
-                    pytrace=False)
+        return f"the Kubernetes test bed did not come up: {e}\n" + "\n".join(lines)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The tests marked `kubernetes` get the test bed before any of their fixtures runs (a
+    module's client fixture reads the kubeconfig the test bed writes). A hook, not a
+    fixture: pytest ignores a `usefixtures` mark added after collection."""
+    if item.get_closest_marker("kubernetes") and (why := _kubernetes_test_bed_failure()):
+        pytest.fail(why, pytrace=False)  # every Kubernetes test, without trying again
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests marked `kubernetes` get the test bed, and run on one worker as one group:
-    tests of one app (or one part of the stack) run one after another on one worker
-    (`pytest -n 4 --dist loadgroup`, their `xdist_group`), tests of independent apps side by
-    side."""
+    """The tests marked `kubernetes` run on one worker as one group: tests of one app (or
+    one part of the stack) run one after another on one worker (`pytest -n 4 --dist
+    loadgroup`, their `xdist_group`), tests of independent apps side by side."""
     for item in items:
         if item.get_closest_marker("kubernetes"):
-            item.add_marker(pytest.mark.usefixtures("kubernetes_test_bed"))
             item.add_marker(pytest.mark.xdist_group("kubernetes"))
 
 

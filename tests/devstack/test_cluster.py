@@ -1,6 +1,6 @@
 """The Kubernetes test bed works as a cluster: a real node, real pods, real access rules.
 
-The test bed is brought up for these tests (tests/conftest.py, `kubernetes_test_bed`). The
+The test bed is brought up for these tests (tests/conftest.py, `pytest_runtest_setup`). The
 demo app runs as the `ferryman` identity (its kubeconfig under the state folder), as
 Ferryman itself does.
 """
