@@ -21,6 +21,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "deployments" / "demo" / "release.yaml"
+K8S_SPEC = ROOT / "deployments" / "demo-k8s" / "release.yaml"
 FERRYMAN = str(Path(sys.executable).parent / "ferryman")
 PROMETHEUS = "http://127.0.0.1:9090/api/v1"
 RESULTS = ROOT / "bench" / "results"
@@ -105,6 +106,16 @@ def exposure(app: str, version: str, start: float, end: float,
     return {"answers": round(bad), "share_pct": None if share is None else round(share, 1),
             "failed": round(failed), "total": round(sum(seen.values())),
             "seconds": None if first is None else round(last - first, 1)}
+
+
+def docker_login() -> None:
+    """Log the docker CLI in to the stack's registry, as a user who pushes by hand would
+    (the stack's password changes with each new state folder)."""
+    from devstack.stack import REGISTRY, REGISTRY_USER, StackPaths, registry_password
+
+    subprocess.run(["docker", "login", "-u", REGISTRY_USER, "--password-stdin", REGISTRY],
+                   input=registry_password(StackPaths.default()), text=True, check=True,
+                   capture_output=True)
 
 
 def median(values: list[float | None]) -> float | None:

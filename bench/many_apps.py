@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import ROOT, RUN, median, save, table
+from bench.common import ROOT, RUN, docker_login, median, save, table
 
 # Before Prefect is imported: its settings are read once, at import.
 os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
@@ -48,7 +48,9 @@ def write_app(name: str) -> None:
     spec["image"]["build_args"] = {"APP": name}
     spec["target"]["service"] = name
     spec["tag_policy"] = {"semver": ">=1.0.0", "settle": "2s"}
-    spec["analysis"].update({"initial_delay": "6s", "interval": "3s", "count": 3})
+    # The demo spec's initial delay (10 s: Prometheus may see a new replica's first values
+    # about 11 s after it started), then a quicker look: every 3 s, 3 times.
+    spec["analysis"].update({"interval": "3s", "count": 3})
     (folder / "release.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
@@ -147,6 +149,7 @@ def main() -> None:
     from devstack.stack import StackPaths
 
     record = StackPaths.default().load_record()
+    docker_login()
     prefect = str(ROOT / ".venv" / "bin" / "prefect")
     env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:4200/api"}
     subprocess.run([prefect, "work-pool", "set-concurrency-limit", "ferryman",

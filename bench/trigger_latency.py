@@ -24,8 +24,7 @@ from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName  # noqa: E402
 from prefect.client.schemas.sorting import FlowRunSort  # noqa: E402
 
-from bench.common import save  # noqa: E402
-from devstack.stack import StackPaths, registry_password  # noqa: E402
+from bench.common import docker_login, save  # noqa: E402
 from flows import ROOT  # noqa: E402
 
 REGISTRY = "127.0.0.1:5000"
@@ -66,9 +65,7 @@ def watch(run_id, until, timeout: float = 600):
 
 
 def main() -> None:
-    password = registry_password(StackPaths.default())
-    subprocess.run(["docker", "login", "-u", "ferryman", "--password-stdin", REGISTRY],
-                   input=password, text=True, check=True, capture_output=True)
+    docker_login()
     major = int(time.time()) // 60
     rows = []
     print(f"{'version':<16} {'created s':>9} {'started s':>9} {'1st task s':>10} "
