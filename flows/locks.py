@@ -8,6 +8,10 @@ across processes, workers and machines.
 The slot is a lease, renewed by a thread while the run lives. Its id goes on the holding run
 as a tag (`lease:<id>`): a run whose process died holds the slot only until recovery sees it
 dead and frees it (`free_lease`), not for the lease's whole length.
+
+The Prefect server keeps leases in memory (its default lease storage): restarted while a run
+held the slot, it forgets the lease but goes on counting the slot, for good. A run waiting
+for the slot frees such an orphan (`_free_orphaned_slot`).
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
@@ -31,6 +37,9 @@ API that stops answering for minutes, since a dead holder's slot is freed by rec
 RENEW_EVERY = 20.0
 LOOK_FOR_DEAD_EVERY = 15.0
 """While waiting for the slot: how often to look whether its holder died."""
+ORPHANED_AFTER = float(LEASE_SECONDS)
+"""A taken slot that has not moved for this long while no live run carries a lease of it is
+an orphan: any lease the server still knew would have run out by then."""
 LEASE_TAG = "lease:"
 
 
@@ -77,6 +86,7 @@ def _acquire(client, name: str, holder, wait: float | None) -> UUID:
         if time.monotonic() >= next_look:
             # A holder whose process died would hold the slot until its lease runs out.
             _bury_dead_holders(app)
+            _free_orphaned_slot(client, name, app)
             next_look = time.monotonic() + LOOK_FOR_DEAD_EVERY
         time.sleep(min(max(retry_after, 0.5), 5.0))
 
@@ -88,6 +98,40 @@ def _bury_dead_holders(app: str) -> None:
         run_logger().warning("the release run %s holding %s's lock is dead (%s): freeing it",
                              run.name, app, why)
         bury(run.id, why, app)
+
+
+def _free_orphaned_slot(client, name: str, app: str) -> None:
+    """Free the app's slot when it is taken, has not moved for ORPHANED_AFTER seconds, and
+    no run that is still alive or waiting carries a lease of the app: the server lost the
+    lease (restarted), so the slot would stay taken for good. A live holder is never freed:
+    it tags itself with its lease right after taking the slot."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    limit = client.read_global_concurrency_limit_by_name(name)
+    if limit.active_slots < limit.limit or limit.updated is None:
+        return
+    still = (datetime.now(UTC) - limit.updated).total_seconds()
+    if still < ORPHANED_AFTER:
+        return
+    context = FlowRunContext.get()
+    me = context.flow_run.id if context else None
+    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        tags=FlowRunFilterTags(all_=[f"app:{app}"]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[
+            StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING, StateType.PENDING]))),
+        limit=50)
+    holders = [r.name for r in runs if r.id != me and lease_of(r.tags) is not None]
+    if holders:
+        return
+    run_logger().warning("%s's lock has been taken for %.0f s by no live run (the Prefect "
+                         "server lost its lease, as when it restarts): freeing it", app, still)
+    client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(active_slots=0))
 
 
 def _keep(lease_id: UUID, stop: threading.Event) -> None:

@@ -170,10 +170,15 @@ def bury(run_id: UUID | str, why: str, app: str) -> None:
         run_logger().warning("could not close the dead run %s: %s", run_id, e)
 
 
+LOCK_HOLDING_FLOWS = ["release", "rollback", "recover"]
+"""The flows that hold an app's lock while they change it."""
+
+
 def dead_releases(app: str) -> list[tuple[FlowRun, str]]:
-    """The release runs of `app` that died: the ones Prefect still counts as running or
-    waiting whose process is gone, and the ones marked Crashed (whose hold on the app's
-    lock outlives them until it is freed), with why they are dead."""
+    """The runs of `app` that died while they may have held its lock (releases, rollbacks,
+    recoveries): the ones Prefect still counts as running or waiting whose process is gone,
+    and the ones marked Crashed (whose hold on the app's lock outlives them until it is
+    freed), with why they are dead."""
     from prefect.client.schemas.filters import (
         FlowFilter,
         FlowFilterName,
@@ -189,7 +194,7 @@ def dead_releases(app: str) -> list[tuple[FlowRun, str]]:
     def runs(states: list[StateType], **conditions) -> list[FlowRun]:
         with get_client(sync_client=True) as client:
             return client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=["release"])),
+                flow_filter=FlowFilter(name=FlowFilterName(any_=LOCK_HOLDING_FLOWS)),
                 flow_run_filter=FlowRunFilter(
                     tags=FlowRunFilterTags(all_=[f"app:{app}"]),
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
