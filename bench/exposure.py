@@ -57,6 +57,8 @@ WAYS = [w for w in ("rolling", "blue-green", "canary", "native")
 PLATFORMS = {p: app for p, app in (("swarm", "demo"), ("kubernetes", "demo-k8s"))
              if p in os.environ.get("BENCH_PLATFORMS", "swarm,kubernetes").split(",")}
 """Each platform and the app released on it."""
+RESULTS_NAME = "exposure" if len(PLATFORMS) > 1 else f"exposure-{next(iter(PLATFORMS), '')}"
+"""bench/results/<name>.json: one platform's rows apart, so both can be measured at once."""
 SCRAPE_INTERVAL = 2.0
 NAMESPACE = "ferryman-demo"  # deployments/demo-k8s/release.yaml's
 
@@ -271,13 +273,13 @@ def main() -> None:
                     rows.append(summary(platform, bad, way, runs))
                     print(table([rows[-1]], COLUMNS).splitlines()[-1], flush=True)
                     # After each row: a run stopped part way keeps what it measured.
-                    save("exposure", {"repeat": REPEAT, "observe_s": OBSERVE, "rows": rows})
+                    save(RESULTS_NAME, {"repeat": REPEAT, "observe_s": OBSERVE, "rows": rows})
     print()
     print(f"What users saw of a bad version (medians of {REPEAT}; 20 requests/s; answers: "
           "the bad version's; share: of all answers while it answered; seconds: its first "
           "answer to its last; floor: scrape 2 s + analysis interval 3 s + restore)")
     print(table(rows, COLUMNS))
-    path = save("exposure", {"repeat": REPEAT, "observe_s": OBSERVE, "rows": rows})
+    path = save(RESULTS_NAME, {"repeat": REPEAT, "observe_s": OBSERVE, "rows": rows})
     print(f"\nwritten: {path.relative_to(ROOT)}")
 
 
