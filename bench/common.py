@@ -99,9 +99,9 @@ def exposure(app: str, version: str, start: float, end: float,
     first, last = (min(stamps) - 4, max(stamps)) if stamps else (None, None)
     share = None
     if first is not None:
-        during = sum(answers(app, first, last, target).values())
-        inside = sum(n for (v, _), n in answers(app, first, last, target).items()
-                     if v == version)
+        while_bad = answers(app, first, last, target)
+        during = sum(while_bad.values())
+        inside = sum(n for (v, _), n in while_bad.items() if v == version)
         share = 100 * inside / during if during else None
     return {"answers": round(bad), "share_pct": None if share is None else round(share, 1),
             "failed": round(failed), "total": round(sum(seen.values())),

@@ -44,6 +44,7 @@ from bench.common import (
     settle,
     table,
 )
+from devstack.stack import REGISTRY
 
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 OBSERVE = float(os.environ.get("BENCH_OBSERVE", "60"))
@@ -121,7 +122,7 @@ def _push(app: str, version: str, build_args: list[str], healthcheck: bool) -> s
     Ferryman; returns the image's name."""
     import tempfile
 
-    image = f"127.0.0.1:5000/ferryman/{app}-bench:{version}"
+    image = f"{REGISTRY}/ferryman/{app}-bench:{version}"
     plain = f"{image}-plain" if healthcheck else image
     args = ["docker", "build", "-q", "-t", plain, "--build-arg", f"APP={app}",
             "--build-arg", f"VERSION={version}"]
@@ -206,18 +207,18 @@ def _set_image(apps, image: str) -> None:
 
 
 def _rollout(apps, seconds: float) -> str:
-    """Wait for the Deployment's rollout, as `kubectl rollout status` does: `complete`,
-    `stalled` (past its progressDeadlineSeconds), or `in progress` after `seconds`."""
+    """Wait for the Deployment's rollout by `kubectl rollout status`'s rule (the Kubernetes
+    target's own, `rollout`): `complete`, `stalled` (past its progressDeadlineSeconds), or
+    `in progress` after `seconds`."""
+    from tasks.targets.kubernetes_rollout import rollout
+
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        d = apps.read_namespaced_deployment("demo-k8s", NAMESPACE)
-        s, want = d.status, d.spec.replicas
-        if ((s.observed_generation or 0) >= d.metadata.generation
-                and s.updated_replicas == want == s.replicas == s.available_replicas):
-            return "complete"
-        if any(c.type == "Progressing" and c.reason == "ProgressDeadlineExceeded"
-               for c in s.conditions or []):
-            return "stalled"
+        deployment = apps.api_client.sanitize_for_serialization(
+            apps.read_namespaced_deployment("demo-k8s", NAMESPACE))
+        state = rollout(deployment)
+        if state.done or state.failed:
+            return "complete" if state.done else "stalled"
         time.sleep(0.5)
     return "in progress"
 

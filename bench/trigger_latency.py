@@ -25,9 +25,9 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName  # noqa: E
 from prefect.client.schemas.sorting import FlowRunSort  # noqa: E402
 
 from bench.common import docker_login, save  # noqa: E402
+from devstack.stack import REGISTRY  # noqa: E402
 from flows import ROOT  # noqa: E402
 
-REGISTRY = "127.0.0.1:5000"
 PUSHES = int(os.environ.get("PUSHES", "5"))
 
 

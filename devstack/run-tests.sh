@@ -32,8 +32,8 @@ phase "independent apps side by side" \
 phase "disruptive tests alone" .venv/bin/pytest -m "disruptive and not kubernetes" "$@"
 echo "== make test, waiting for the Kubernetes binaries ($(( $(date +%s) - start )) s in; log $log)"
 wait "$build" || { echo "the background build failed; the test bed builds again:"; tail -20 "$log"; }
-# The tests' session fixture brings the test bed up (tests/conftest.py), or fails them all
-# saying why.
+# The tests bring the test bed up before the first of them (tests/conftest.py's
+# pytest_runtest_setup), or fail each saying why.
 phase "Kubernetes test bed" .venv/bin/pytest -m kubernetes "$@"
 echo "== make test: $(( $(date +%s) - start )) s${failed:+; failed:${failed#,}}"
 [ -z "$failed" ]
