@@ -111,7 +111,7 @@ def exposure(app: str, version: str, start: float, end: float,
 def docker_login() -> None:
     """Log the docker CLI in to the stack's registry, as a user who pushes by hand would
     (the stack's password changes with each new state folder)."""
-    from devstack.stack import REGISTRY, REGISTRY_USER, StackPaths, registry_password
+    from devstack.settings import REGISTRY, REGISTRY_USER, StackPaths, registry_password
 
     subprocess.run(["docker", "login", "-u", REGISTRY_USER, "--password-stdin", REGISTRY],
                    input=registry_password(StackPaths.default()), text=True, check=True,

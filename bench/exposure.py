@@ -44,7 +44,7 @@ from bench.common import (
     settle,
     table,
 )
-from devstack.stack import REGISTRY
+from devstack.settings import REGISTRY
 
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 OBSERVE = float(os.environ.get("BENCH_OBSERVE", "60"))
@@ -65,8 +65,7 @@ NAMESPACE = "ferryman-demo"  # deployments/demo-k8s/release.yaml's
 
 
 def _ferryman_kubeconfig() -> Path:
-    from devstack.cluster import ClusterPaths
-    from devstack.stack import StackPaths
+    from devstack.settings import ClusterPaths, StackPaths
 
     return ClusterPaths.of(StackPaths.default()).ferryman_kubeconfig
 

@@ -146,7 +146,7 @@ def one_size(n: int, record: dict) -> dict:
 
 
 def main() -> None:
-    from devstack.stack import StackPaths
+    from devstack.settings import StackPaths
 
     record = StackPaths.default().load_record()
     docker_login()

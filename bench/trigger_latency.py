@@ -25,7 +25,7 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName  # noqa: E
 from prefect.client.schemas.sorting import FlowRunSort  # noqa: E402
 
 from bench.common import docker_login, save  # noqa: E402
-from devstack.stack import REGISTRY  # noqa: E402
+from devstack.settings import REGISTRY  # noqa: E402
 from flows import ROOT  # noqa: E402
 
 PUSHES = int(os.environ.get("PUSHES", "5"))

@@ -26,13 +26,11 @@ import socket
 import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack import cluster_pki
+from devstack import cluster_access, cluster_pki
 from devstack.cluster_config import (
     CNI_BIN,
     NODE,
@@ -43,6 +41,7 @@ from devstack.cluster_config import (
     kubelet_config,
     registry_hosts,
 )
+from devstack.cluster_health import COMPONENTS, api_ready, http_get, is_up, started_any
 from devstack.cluster_network import (
     API_PORT,
     API_SERVER,
@@ -58,14 +57,14 @@ from devstack.cluster_network import (
     run,
 )
 from devstack.cluster_pki import Identity
-from devstack.stack import (  # the stack's process helpers, shared rather than copied
+from devstack.processes import (  # the stack's process helpers, shared rather than copied
     Say,
-    StackPaths,
-    _alive,
-    _spawn,
-    _stop,
-    _wait_for,
+    alive,
+    spawn,
+    stop,
+    wait_for,
 )
+from devstack.settings import ClusterPaths, StackPaths
 from flows import ROOT
 from tasks.errors import StackError
 
@@ -80,72 +79,6 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler
 KERNEL_TUNABLES = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic",
                    "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
 CONTROL_PLANE_PORTS = {"kube-controller-manager": 10257, "kube-scheduler": 10259}
-
-
-@dataclass(frozen=True)
-class ClusterPaths:
-    """Where the test bed keeps its state: `<stack state>/kubernetes/`."""
-
-    root: Path
-
-    @classmethod
-    def of(cls, paths: StackPaths) -> ClusterPaths:
-        return cls(paths.root / "kubernetes")
-
-    @property
-    def pki(self) -> Path:
-        return self.root / "pki"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def containerd(self) -> Path:
-        return self.root / "containerd"
-
-    @property
-    def containerd_socket(self) -> Path:
-        return self.containerd / "containerd.sock"
-
-    @property
-    def cni_conf(self) -> Path:
-        return self.root / "cni" / "net.d"
-
-    @property
-    def ipam(self) -> Path:
-        return self.root / "cni" / "ipam"
-
-    @property
-    def kubelet(self) -> Path:
-        return self.root / "kubelet"
-
-    @property
-    def admin_kubeconfig(self) -> Path:
-        return self.config / "admin.kubeconfig"
-
-    @property
-    def ferryman_kubeconfig(self) -> Path:
-        """The identity Ferryman and its tests use: ServiceAccount `ferryman`, not an admin."""
-        return self.root / "ferryman.kubeconfig"
-
-    @property
-    def record(self) -> Path:
-        return self.root / "cluster.json"
-
-    def load_record(self) -> dict:
-        try:
-            return json.loads(self.record.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def save_record(self, record: dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.record.write_text(json.dumps(record, indent=2))
 
 
 @dataclass
@@ -169,22 +102,6 @@ class Component:
 # -- small helpers ------------------------------------------------------------------------
 
 
-def _get(url: str, context: ssl.SSLContext | None = None, timeout: float = 2) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
-            return response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return e.code, ""
-    except (urllib.error.URLError, OSError):
-        return 0, ""
-
-
-def _admin_tls(cp: ClusterPaths) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(cp.pki / "ca.crt"))
-    context.load_cert_chain(cp.pki / "admin.crt", cp.pki / "admin.key")
-    return context
-
-
 def _local_tls() -> ssl.SSLContext:
     """For the health ports of controller-manager and scheduler on 127.0.0.1, which serve
     a certificate they make themselves; only liveness is read through it."""
@@ -192,12 +109,6 @@ def _local_tls() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def api_ready(cp: ClusterPaths) -> bool:
-    if not (cp.pki / "admin.crt").exists():
-        return False
-    return _get(f"{API_SERVER}/readyz", _admin_tls(cp))[0] == 200
 
 
 def containerd_ready(cp: ClusterPaths) -> bool:
@@ -313,10 +224,10 @@ def components(cp: ClusterPaths, bin_dir: Path) -> list[Component]:
     proxy_yaml = _write(cp.config / "kube-proxy.yaml", kube_proxy_config(cp, proxy_kubeconfig))
 
     def health(port: int) -> Callable[[], bool]:
-        return lambda: _get(f"https://127.0.0.1:{port}/healthz", _local_tls())[0] == 200
+        return lambda: http_get(f"https://127.0.0.1:{port}/healthz", _local_tls())[0] == 200
 
     def etcd_healthy() -> bool:
-        status, body = _get(f"{ETCD}/health")
+        status, body = http_get(f"{ETCD}/health")
         return status == 200 and '"health":"true"' in body.replace(" ", "")
 
     return [
@@ -387,13 +298,13 @@ def components(cp: ClusterPaths, bin_dir: Path) -> list[Component]:
             "--hostname-override", NODE,
             "--node-ip", NODE_IP,
             "--v", "1",
-        ], lambda: _get("http://127.0.0.1:10248/healthz")[0] == 200, 90, [kubelet_yaml],
+        ], lambda: http_get("http://127.0.0.1:10248/healthz")[0] == 200, 90, [kubelet_yaml],
             # kubelet lends the credentials of $HOME/.docker/config.json to every pod: the
             # host's `docker login` must not stand in for a pod's imagePullSecret.
             env={"HOME": str(cp.kubelet / "home")}),
         Component("kube-proxy", [
             b["kube-proxy"], "--config", str(proxy_yaml), "--v", "1",
-        ], lambda: _get("http://127.0.0.1:10256/healthz")[0] == 200, 90, [proxy_yaml]),
+        ], lambda: http_get("http://127.0.0.1:10256/healthz")[0] == 200, 90, [proxy_yaml]),
     ]
 
 
@@ -462,24 +373,24 @@ def _restore_kernel_tunables(record: dict, say: Say) -> None:
 def _ensure_component(c: Component, cp: ClusterPaths, record: dict, say: Say) -> None:
     prints = record.setdefault("fingerprints", {})
     fingerprint = c.fingerprint()
-    if _alive(record, c.name):
+    if alive(record, c.name):
         if prints.get(c.name) == fingerprint:
             say(f"{c.name}: running (pid {record[f'{c.name}_pid']})")
             return
         say(f"{c.name}: configuration changed")
-        _stop(record, c.name, say)
+        stop(record, c.name, say)
     elif c.ready():
         raise StackError(f"{c.name}: something this stack did not start already answers "
                          "on its port; stop it first")
     log = cp.logs / f"{c.name}.log"
     if "HOME" in c.env:
         Path(c.env["HOME"]).mkdir(parents=True, exist_ok=True)
-    pid = _spawn(c.argv, log, record, c.name, env=c.env)
+    pid = spawn(c.argv, log, record, c.name, env=c.env)
     prints[c.name] = fingerprint
     cp.save_record(record)
     started = time.monotonic()
-    _wait_for(c.name, lambda: c.ready() or not _alive(record, c.name), c.timeout, log)
-    if not _alive(record, c.name):
+    wait_for(c.name, lambda: c.ready() or not alive(record, c.name), c.timeout, log)
+    if not alive(record, c.name):
         tail = log.read_text(errors="replace")[-2500:] if log.exists() else ""
         raise StackError(f"{c.name} exited at start; the end of {log}:\n{tail}")
     say(f"{c.name}: started in {time.monotonic() - started:.1f}s (pid {pid}, "
@@ -488,8 +399,6 @@ def _ensure_component(c: Component, cp: ClusterPaths, record: dict, say: Say) ->
 
 def up(say: Say = print, paths: StackPaths | None = None) -> None:
     """Bring the test bed up (idempotent); raises StackError naming what did not start."""
-    from devstack import cluster_access
-
     paths = paths or StackPaths.default()
     cp = ClusterPaths.of(paths)
     _preflight()
@@ -521,36 +430,20 @@ def up(say: Say = print, paths: StackPaths | None = None) -> None:
         f"KUBECONFIG={cp.ferryman_kubeconfig} (ServiceAccount ferryman)")
 
 
-def is_up(paths: StackPaths) -> bool:
-    """True when `up` started the test bed and its API server answers."""
-    cp = ClusterPaths.of(paths)
-    return _started_any(cp.load_record()) and api_ready(cp)
-
-
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-              "containerd", "kubelet", "kube-proxy")
-
-
-def _started_any(record: dict) -> bool:
-    return any(f"{name}_pid" in record for name in COMPONENTS)
-
-
 def status(say: Say = print, paths: StackPaths | None = None) -> list[tuple[str, bool, str]]:
     """The test bed's components as (name, ok, detail) rows; none when `up` never ran."""
     paths = paths or StackPaths.default()
     cp = ClusterPaths.of(paths)
     record = cp.load_record()
-    if not _started_any(record):
+    if not started_any(record):
         return []
     rows = []
     for name in COMPONENTS:
         pid = record.get(f"{name}_pid")
         short = name.removeprefix("kube-")  # fits the status table's name column
-        rows.append((f"k8s {short}", _alive(record, name),
+        rows.append((f"k8s {short}", alive(record, name),
                      f"pid {pid}" if pid else "not started"))
     if api_ready(cp):
-        from devstack import cluster_access
-
         rows.append(cluster_access.node_row(cp))
     else:
         rows.append(("k8s apiserver ready", False, API_SERVER))
@@ -595,39 +488,37 @@ def _remove_cgroups(say: Say) -> None:
 
 def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False) -> None:
     """Remove what `up` made; `purge` also deletes certificates, etcd data and images."""
-    from devstack import cluster_access
-
     paths = paths or StackPaths.default()
     cp = ClusterPaths.of(paths)
     record = cp.load_record()
-    if _started_any(record):
+    if started_any(record):
         # Nothing may re-create pods while kubelet tears them down (and releases their
         # addresses through the CNI plugins).
         for name in ("kube-controller-manager", "kube-scheduler"):
-            _stop(record, name, say)
-        if api_ready(cp) and _alive(record, "kubelet"):
+            stop(record, name, say)
+        if api_ready(cp) and alive(record, "kubelet"):
             cluster_access.delete_all_pods(cp, say)
-        _stop(record, "kubelet", say)
+        stop(record, "kubelet", say)
         remove_kubelet_chains(say)
-        _stop(record, "kube-proxy", say)
+        stop(record, "kube-proxy", say)
         bin_dir = Path(record.get("bin_dir", "")) if record.get("bin_dir") else None
         proxy = bin_dir / "kube-proxy" if bin_dir else None
         if proxy and proxy.exists():
             run(str(proxy), "--cleanup", "--v", "0", check=False)
             say("kube-proxy: its iptables rules cleaned up (kube-proxy --cleanup)")
-        if _alive(record, "containerd") and containerd_ready(cp):
+        if alive(record, "containerd") and containerd_ready(cp):
             for task in _ctr(cp, "tasks", "ls", "-q", check=False).stdout.split():
                 _ctr(cp, "tasks", "kill", "--signal", "SIGKILL", task, check=False)
                 time.sleep(0.2)
                 _ctr(cp, "tasks", "delete", task, check=False)
-        _stop(record, "containerd", say)
+        stop(record, "containerd", say)
         for pid in _leftover_shims(cp):  # found by our containerd's socket in their argv
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
             say(f"containerd shim: killed (pid {pid})")
         # It waits for its open watches (Prometheus holds one) to end; its state is in etcd.
-        _stop(record, "kube-apiserver", say, grace=5)
-        _stop(record, "etcd", say)
+        stop(record, "kube-apiserver", say, grace=5)
+        stop(record, "etcd", say)
     for point in _mounts_under(cp.root):
         run("umount", point, check=False)
         if point in _mounts_under(cp.root):

@@ -34,10 +34,11 @@ import time
 from pathlib import Path
 
 from devstack import cluster_pki
-from devstack.cluster import ClusterPaths
 from devstack.cluster_config import NODE
+from devstack.cluster_health import is_up
 from devstack.cluster_network import API_SERVER
-from devstack.stack import REGISTRY, REGISTRY_USER, Say, StackPaths, registry_password
+from devstack.processes import Say
+from devstack.settings import REGISTRY, REGISTRY_USER, ClusterPaths, StackPaths, registry_password
 from tasks.errors import StackError
 
 NAMESPACE = "ferryman-demo"
@@ -218,10 +219,8 @@ def prometheus_jobs(paths: StackPaths, config_dir: Path) -> list[dict]:
     Prometheus runs in a container and reads its configuration folder: the CA and the
     `prometheus` ServiceAccount's token go there, beside prometheus.yml.
     """
-    from devstack import cluster
-
     files = config_dir / "kubernetes"
-    if not cluster.is_up(paths):
+    if not is_up(paths):
         for stale in ("ca.crt", "token"):
             (files / stale).unlink(missing_ok=True)
         return []

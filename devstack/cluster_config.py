@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
@@ -19,9 +18,7 @@ from devstack.cluster_network import (
     POD_GATEWAY,
     POD_RANGE,
 )
-
-if TYPE_CHECKING:
-    from devstack.cluster import ClusterPaths
+from devstack.settings import REGISTRY, ClusterPaths
 
 NODE = "ferryman-node"
 PAUSE_IMAGE = "127.0.0.1:5000/ferryman/pause:1"  # imported into containerd, never pulled
@@ -82,8 +79,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
 def registry_hosts() -> str:
     """The stack's registry speaks plain HTTP on loopback; pods' pulls go there, nowhere else."""
-    from devstack.stack import REGISTRY
-
     return (f'server = "http://{REGISTRY}"\n\n[host."http://{REGISTRY}"]\n'
             '  capabilities = ["pull", "resolve"]\n')
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from devstack.stack import Say
+from devstack.processes import Say
 from tasks.errors import StackError
 
 NODE_IP = "100.66.0.1"

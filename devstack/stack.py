@@ -15,30 +15,34 @@ import contextlib
 import hashlib
 import json
 import os
-import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import docker.errors
 import yaml
 
+from devstack.processes import Say, alive, spawn, stop, wait_for
+from devstack.settings import (
+    REGISTRY,
+    REGISTRY_USER,
+    StackPaths,
+    dockerhub_token,
+    registry_password,
+    stored_secret,
+    webhook_secret,
+)
 from flows import ROOT, SPECS
 from tasks.errors import SpecError, StackError
 from tasks.spec import ReleaseSpec, load_spec, spec_files
 
 NETWORK = "ferryman"
 PREFECT_PORT = 4200
-REGISTRY = "127.0.0.1:5000"
-REGISTRY_USER = "ferryman"
 REGISTRY_BLOCK = "local-registry"
 WEBHOOK_PORT = 8470
 WEBHOOK = f"http://127.0.0.1:{WEBHOOK_PORT}"
@@ -48,82 +52,10 @@ PROMETHEUS_IMAGE = "ferryman/prometheus:local"
 BINARY_LABEL = "ferryman.binary"
 TRAFFIC = "ferryman-traffic"
 STACK_LABEL = "ferryman.stack"
-Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class StackPaths:
-    """Where the stack keeps its state: `.state/` in the checkout unless FERRYMAN_STATE_DIR."""
-
-    root: Path
-
-    @classmethod
-    def default(cls) -> StackPaths:
-        return cls(Path(os.environ.get("FERRYMAN_STATE_DIR", ROOT / ".state")).resolve())
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def registry(self) -> Path:
-        return self.root / "registry"
-
-    @property
-    def webhook_secret(self) -> Path:
-        return self.root / "webhook" / "secret"
-
-    @property
-    def dockerhub_token(self) -> Path:
-        return self.root / "webhook" / "dockerhub-token"
-
-    @property
-    def prefect_home(self) -> Path:
-        return self.root / "prefect"
-
-    @property
-    def record(self) -> Path:
-        """What `up` started itself, so `down` stops only that."""
-        return self.root / "stack.json"
-
-    def load_record(self) -> dict:
-        try:
-            return json.loads(self.record.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def save_record(self, record: dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.record.write_text(json.dumps(record, indent=2))
 
 
 def prefect_api_url() -> str:
     return f"http://127.0.0.1:{PREFECT_PORT}/api"
-
-
-def _stored_secret(file: Path) -> str:
-    """A random secret made once under the state folder, readable by root only."""
-    if not file.exists():
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.touch(mode=0o600)
-        file.write_text(secrets.token_urlsafe(24))
-    return file.read_text().strip()
-
-
-def registry_password(paths: StackPaths) -> str:
-    """The local registry's password (user `ferryman`)."""
-    return _stored_secret(paths.registry / "password")
-
-
-def webhook_secret(paths: StackPaths) -> str:
-    """The shared secret the registry sends to the webhook receiver (a bearer token)."""
-    return _stored_secret(paths.webhook_secret)
-
-
-def dockerhub_token(paths: StackPaths) -> str:
-    """The receiver's Docker Hub token (`/hooks/dockerhub?token=`): a secret apart from the
-    registry's, since it travels in URLs."""
-    return _stored_secret(paths.dockerhub_token)
 
 
 # -- small helpers ------------------------------------------------------------------------
@@ -140,123 +72,6 @@ def _http_status(
         return e.code
     except (urllib.error.URLError, OSError):
         return None
-
-
-def _wait_for(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None,
-              happen: str = "come up"):
-    """Wait until `check()`; a StackError "<what> did not <happen> within ..." at the end."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    hint = f"; see {log}" if log else ""
-    raise StackError(f"{what} did not {happen} within {timeout:.0f}s{hint}")
-
-
-def _private_log(log: Path) -> int:
-    """Open `log` for appending, readable by root only, in a folder only root can enter:
-    what the stack's programs print may name a secret (a URL token, a header)."""
-    log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    log.parent.chmod(0o700)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.fchmod(fd, 0o600)  # a log an older `up` made with the umask's mode
-    return fd
-
-
-def _spawn(args: list[str], log: Path, record: dict, name: str,
-           env: dict[str, str] | None = None) -> int:
-    """Start a host process in its own session (so `down` can stop its whole group), and
-    record it as `name`: its pid and its start time, so that `down` stops that process and
-    never another that got the same pid later."""
-    fd = _private_log(log)
-    try:
-        process = subprocess.Popen(
-            args, stdout=fd, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, **(env or {})},
-        )
-    finally:
-        os.close(fd)
-    record[f"{name}_pid"] = process.pid
-    record[f"{name}_started"] = _start_time(process.pid)
-    return process.pid
-
-
-_PROGRAMS = {
-    "dockerd": "dockerd", "prefect": "prefect", "worker": "prefect",
-    "registry": "docker-registry", "receiver": "ferryman",
-}
-"""What each recorded process runs: how a record written before start times were recorded
-is still checked (its command line must name the program)."""
-
-
-def _stat(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat from field 3 (the state) on; None when there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
-
-
-def _start_time(pid: int) -> int | None:
-    """When `pid` started, in clock ticks after boot (field 22 of /proc/<pid>/stat)."""
-    fields = _stat(pid)
-    return int(fields[19]) if fields else None
-
-
-def _alive(record: dict, name: str) -> bool:
-    """Whether the process `up` recorded as `name` still runs, and is that same process.
-
-    A pid is reused once its process is gone: the start time recorded at spawn (or, for an
-    older record, the program in its command line) tells a recycled pid apart.
-    """
-    pid = record.get(f"{name}_pid")
-    if not pid:
-        return False
-    fields = _stat(pid)
-    if fields is None or fields[0] == "Z":  # a zombie is not alive
-        return False
-    started = record.get(f"{name}_started")
-    if started is not None:
-        return int(fields[19]) == started
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    # A script's argv[0] is its interpreter: the program is the first or second word.
-    return _PROGRAMS.get(name, name) in {Path(a.decode(errors="replace")).name for a in argv[:2]}
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-def _stop(record: dict, name: str, say: Say, grace: float = 20.0) -> None:
-    """Stop the process `up` recorded as `name` (and its group), and forget it.
-
-    A recorded pid that now belongs to another process is left alone.
-    """
-    pid = record.get(f"{name}_pid")
-    if not pid:
-        return
-    if not _alive(record, name):
-        if _stat(pid) is not None:
-            say(f"{name}: pid {pid} is another process now: left alone")
-    else:
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while _alive(record, name) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _alive(record, name):
-            _signal_group(pid, signal.SIGKILL)
-        say(f"{name}: stopped (pid {pid})")
-    record.pop(f"{name}_pid", None)
-    record.pop(f"{name}_started", None)
 
 
 def _need(binary: str) -> str:
@@ -296,8 +111,8 @@ def ensure_dockerd(paths: StackPaths, record: dict, say: Say) -> docker.DockerCl
         return client
     dockerd = _need("dockerd")
     log = paths.logs / "dockerd.log"
-    _spawn([dockerd], log, record, "dockerd")
-    _wait_for("dockerd", lambda: _docker() is not None, 60, log)
+    spawn([dockerd], log, record, "dockerd")
+    wait_for("dockerd", lambda: _docker() is not None, 60, log)
     say(f"dockerd: started (pid {record['dockerd_pid']}, log {log})")
     return _docker()
 
@@ -329,7 +144,7 @@ def ensure_prefect(paths: StackPaths, record: dict, say: Say) -> None:
         return
     paths.prefect_home.mkdir(parents=True, exist_ok=True)
     log = paths.logs / "prefect.log"
-    _spawn(
+    spawn(
         [str(Path(sys.executable).parent / "prefect"), "server", "start",
          "--host", "127.0.0.1", "--port", str(PREFECT_PORT)],
         log, record, "prefect",
@@ -340,7 +155,7 @@ def ensure_prefect(paths: StackPaths, record: dict, say: Say) -> None:
             "DO_NOT_TRACK": "1",
         },
     )
-    _wait_for("the Prefect server", lambda: _http_status(health) == 200, 120, log)
+    wait_for("the Prefect server", lambda: _http_status(health) == 200, 120, log)
     say(f"prefect: started at http://127.0.0.1:{PREFECT_PORT} (pid {record['prefect_pid']})")
 
 
@@ -373,11 +188,11 @@ def ensure_deployments(paths: StackPaths, record: dict, say: Say) -> None:
         raise StackError(f"prefect deploy failed:\n{output}")
     count = len(yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"])
     say(f"deployments: the {count} of prefect.yaml applied (`prefect deployment ls` lists them)")
-    if _alive(record, "worker"):
+    if alive(record, "worker"):
         say(f"worker: running on pool {WORK_POOL} (pid {record['worker_pid']})")
         return
     log = paths.logs / "worker.log"
-    _spawn(
+    spawn(
         _prefect_cli("worker", "start", "--pool", WORK_POOL, "--type", "process"),
         # Poll every 2 s (default 10) so a pushed tag's release starts within seconds.
         log, record, "worker",
@@ -402,7 +217,7 @@ def ensure_silence_automation(say: Say) -> None:
     from prefect.events.schemas.automations import EventTrigger, Posture
     from prefect.events.schemas.events import ResourceSpecification
 
-    from flows.recovery import SILENT_FOR
+    from flows.liveness import SILENT_FOR
 
     os.environ.setdefault("PREFECT_API_URL", prefect_api_url())
     wanted = Automation(
@@ -452,7 +267,7 @@ def registry_config(paths: StackPaths) -> dict:
             "filesystem": {"rootdirectory": str(paths.registry / "data")},
             "delete": {"enabled": True},
         },
-        "http": {"addr": REGISTRY, "secret": _stored_secret(paths.registry / "http-secret")},
+        "http": {"addr": REGISTRY, "secret": stored_secret(paths.registry / "http-secret")},
         "auth": {"htpasswd": {"realm": "ferryman", "path": str(paths.registry / "htpasswd")}},
         "notifications": {"endpoints": [{
             "name": "ferryman",
@@ -491,12 +306,12 @@ def ensure_registry(paths: StackPaths, record: dict, say: Say) -> None:
                 "where it was started) and run `up` again"
             )
         current = config_file.read_text() if config_file.exists() else ""
-        if current == wanted or not _alive(record, "registry"):
+        if current == wanted or not alive(record, "registry"):
             say(f"registry: up at {REGISTRY}")
             return
         # Started by an earlier `up` with another configuration (e.g. no notifications).
         say("registry: its configuration changed: restarting it")
-        _stop(record, "registry", say)
+        stop(record, "registry", say)
     registry = _need("docker-registry")
     htpasswd = _need("htpasswd")
     password = registry_password(paths)
@@ -509,8 +324,8 @@ def ensure_registry(paths: StackPaths, record: dict, say: Say) -> None:
     config_file.touch(mode=0o600)
     config_file.write_text(wanted)
     log = paths.logs / "registry.log"
-    _spawn([registry, "serve", str(config_file)], log, record, "registry")
-    _wait_for("the registry", lambda: _http_status(url) in (200, 401), 30, log)
+    spawn([registry, "serve", str(config_file)], log, record, "registry")
+    wait_for("the registry", lambda: _http_status(url) in (200, 401), 30, log)
     say(f"registry: started at {REGISTRY} (pid {record['registry_pid']}, htpasswd auth, "
         f"notifying {WEBHOOK})")
 
@@ -524,13 +339,13 @@ def ensure_receiver(paths: StackPaths, record: dict, say: Say) -> None:
     webhook_secret(paths)
     dockerhub_token(paths)
     log = paths.logs / "webhook.log"
-    _spawn(
+    spawn(
         [str(Path(sys.executable).parent / "ferryman"), "webhook", "serve",
          "--port", str(WEBHOOK_PORT), "--secret-file", str(paths.webhook_secret),
          "--dockerhub-token-file", str(paths.dockerhub_token)],
         log, record, "receiver", env={"PREFECT_API_URL": prefect_api_url()},
     )
-    _wait_for("the webhook receiver", lambda: _http_status(health) == 200, 60, log)
+    wait_for("the webhook receiver", lambda: _http_status(health) == 200, 60, log)
     say(f"webhook receiver: started at {WEBHOOK} (pid {record['receiver_pid']}, log {log})")
 
 
@@ -687,7 +502,7 @@ def ensure_prometheus(
         },
         ports={"9090/tcp": ("127.0.0.1", 9090)},
     )
-    _wait_for(
+    wait_for(
         "Prometheus", lambda: _http_status("http://127.0.0.1:9090/-/ready") == 200, 60
     )
 
@@ -721,9 +536,9 @@ def kubernetes_scrape_jobs(paths: StackPaths, config_dir: Path) -> list[dict]:
 def kubernetes_traffic(paths: StackPaths, specs: list[ReleaseSpec]) -> list[str]:
     """While the test bed is up: the Kubernetes apps' Services, by the ClusterIPs their
     manifests pin (the traffic generator has no cluster DNS); nothing otherwise."""
-    from devstack import cluster, cluster_access
+    from devstack import cluster_access, cluster_health
 
-    return cluster_access.traffic_targets(specs) if cluster.is_up(paths) else []
+    return cluster_access.traffic_targets(specs) if cluster_health.is_up(paths) else []
 
 
 def kubernetes_prometheus(paths: StackPaths) -> Path | None:
@@ -839,8 +654,8 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
         # restart leaves some behind, exited) are removed here.
         for service in services:
             label = {"label": f"com.docker.swarm.service.id={service.id}"}
-            _wait_for(f"the containers of service {service.name}",
-                      lambda f=label: not client.containers.list(filters=f), 60, happen="stop")
+            wait_for(f"the containers of service {service.name}",
+                     lambda f=label: not client.containers.list(filters=f), 60, happen="stop")
             for container in client.containers.list(all=True, filters=label):
                 with contextlib.suppress(docker.errors.NotFound):
                     container.remove(force=True)
@@ -861,7 +676,7 @@ def down(say: Say = print, paths: StackPaths | None = None, purge: bool = False)
             client.swarm.leave(force=True)
             say("swarm: left (ferryman had initialised it)")
     for name in ("worker", "registry", "receiver", "prefect", "dockerd"):
-        _stop(record, name, say)
+        stop(record, name, say)
     paths.save_record(record)
     if purge:
         shutil.rmtree(paths.root, ignore_errors=True)

@@ -110,6 +110,7 @@ def _wait_for(run_id, as_json: bool) -> int:
 
     from prefect.client.orchestration import get_client
 
+    from flows.tags import app_of_tags
     from tasks.releases import Outcome, ReleaseResult
 
     with get_client(sync_client=True) as client:
@@ -119,7 +120,7 @@ def _wait_for(run_id, as_json: bool) -> int:
                 break
             time.sleep(2)
     outcome = Outcome(OUTCOME_OF_STATE.get(run.state.name, "failed"))
-    app = next((t.removeprefix("app:") for t in run.tags if t.startswith("app:")), "?")
+    app = app_of_tags(run.tags) or "?"
     result = ReleaseResult(app=app, version=str((run.parameters or {}).get("version", "?")),
                            strategy="?", outcome=outcome, reason=run.state.message or "")
     if as_json:
@@ -170,8 +171,9 @@ def cmd_abort(args: argparse.Namespace) -> int:
     spec = _spec_or_fail(args)
     if spec is None:
         return 1
+    from flows.abort import request_abort
     from flows.approval import answer, paused_run_of
-    from flows.recovery import active_release_of, request_abort
+    from flows.recovery import active_release_of
 
     who = _who("abort")
     run = active_release_of(spec.app)

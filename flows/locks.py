@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from uuid import UUID
@@ -29,6 +29,7 @@ from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 
+from flows.tags import app_tag, lease_of, lease_tag, process_tag
 from tasks.steps import run_logger
 
 LEASE_SECONDS = 300
@@ -40,20 +41,10 @@ LOOK_FOR_DEAD_EVERY = 15.0
 ORPHANED_AFTER = float(LEASE_SECONDS)
 """A taken slot that has not moved for this long while no live run carries a lease of it is
 an orphan: any lease the server still knew would have run out by then."""
-LEASE_TAG = "lease:"
 
 
 def limit_name(app: str) -> str:
     return f"ferryman-app-{app}"
-
-
-def lease_of(tags: list[str]) -> UUID | None:
-    """The lease a release run holds, from its tags (see `app_lock`)."""
-    for tag in tags:
-        if tag.startswith(LEASE_TAG):
-            with suppress(ValueError):
-                return UUID(tag.removeprefix(LEASE_TAG))
-    return None
 
 
 def free_lease(lease_id: UUID) -> None:
@@ -62,7 +53,8 @@ def free_lease(lease_id: UUID) -> None:
         client.release_concurrency_slots_with_lease(lease_id)
 
 
-def _acquire(client, name: str, holder, wait: float | None) -> UUID:
+def _acquire(client, name: str, holder, wait: float | None,
+             clear_dead: Callable[[str], None] | None) -> UUID:
     log = run_logger()
     deadline = None if wait is None else time.monotonic() + wait
     said = False
@@ -85,19 +77,11 @@ def _acquire(client, name: str, holder, wait: float | None) -> UUID:
             said = True
         if time.monotonic() >= next_look:
             # A holder whose process died would hold the slot until its lease runs out.
-            _bury_dead_holders(app)
+            if clear_dead is not None:
+                clear_dead(app)
             _free_orphaned_slot(client, name, app)
             next_look = time.monotonic() + LOOK_FOR_DEAD_EVERY
         time.sleep(min(max(retry_after, 0.5), 5.0))
-
-
-def _bury_dead_holders(app: str) -> None:
-    from flows.recovery import bury, dead_releases
-
-    for run, why in dead_releases(app):
-        run_logger().warning("the release run %s holding %s's lock is dead (%s): freeing it",
-                             run.name, app, why)
-        bury(run.id, why, app)
 
 
 def _free_orphaned_slot(client, name: str, app: str) -> None:
@@ -122,7 +106,7 @@ def _free_orphaned_slot(client, name: str, app: str) -> None:
     context = FlowRunContext.get()
     me = context.flow_run.id if context else None
     runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-        tags=FlowRunFilterTags(all_=[f"app:{app}"]),
+        tags=FlowRunFilterTags(all_=[app_tag(app)]),
         state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[
             StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING, StateType.PENDING]))),
         limit=50)
@@ -146,11 +130,14 @@ def _keep(lease_id: UUID, stop: threading.Event) -> None:
 
 
 @contextmanager
-def app_lock(app: str, wait: float | None = None) -> Iterator[UUID]:
+def app_lock(app: str, wait: float | None = None,
+             clear_dead: Callable[[str], None] | None = None) -> Iterator[UUID]:
     """Hold the app's release slot; waits (and says so) while another run holds it.
 
     `wait`: give up with TimeoutError after this many seconds (None: wait as long as it
-    takes). Yields the lease's id.
+    takes). `clear_dead(app)`, called every LOOK_FOR_DEAD_EVERY seconds of waiting, frees the
+    slot of a holder that died (`flows.liveness.bury_dead_holders`; the lock itself does not
+    judge who is alive). Yields the lease's id.
     """
     name = limit_name(app)
     context = FlowRunContext.get()
@@ -161,12 +148,10 @@ def app_lock(app: str, wait: float | None = None) -> Iterator[UUID]:
         # create it at the same moment.
         with suppress(ObjectAlreadyExists):
             client.upsert_global_concurrency_limit_by_name(name, limit=1)
-        lease_id = _acquire(client, name, holder, wait)
+        lease_id = _acquire(client, name, holder, wait, clear_dead)
         if run is not None:
-            from flows.recovery import process_tag
-
             tags = set(client.read_flow_run(run.id).tags)
-            client.update_flow_run(run.id, tags=sorted(tags | {f"{LEASE_TAG}{lease_id}",
+            client.update_flow_run(run.id, tags=sorted(tags | {lease_tag(lease_id),
                                                                process_tag()}))
     stop = threading.Event()
     keeper = threading.Thread(target=_keep, args=(lease_id, stop), daemon=True,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import getpass
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -23,30 +22,25 @@ from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.context import get_run_context
-from prefect.states import Cancelled, Completed, Failed, State
+from prefect.states import State
 from pydantic import BaseModel
 
 from flows import SPECS
+from flows.abort import abort_requested
 from flows.approval import ask_a_person
+from flows.liveness import bury_dead_holders
 from flows.locks import app_lock
-from flows.recovery import abort_requested, recover_if_unjudged, restore_after_interruption
-from flows.reporting import emit, label_run, publish_artifacts, tag_run
-from flows.triggers import (
-    defer,
-    digest_tag,
-    newer_request,
-    released_before,
-    spec_path_for,
-    version_tag,
-)
-from tasks.analysis.runner import AnalysisResult
+from flows.outcome import StepClock, finish, measurement_records, timed
+from flows.recovery import recover_if_unjudged, restore_after_interruption
+from flows.reporting import emit, label_run, tag_run
+from flows.tags import digest_tag, version_tag
+from flows.triggers import defer, newer_request, released_before, spec_path_for
 from tasks.errors import FerrymanError
 from tasks.registries import get_registry, load_auth
 from tasks.releases import (
     MeasurementRecord,
     Outcome,
     ReleaseResult,
-    StepRecord,
 )
 from tasks.routers import get_router
 from tasks.spec import (
@@ -59,61 +53,14 @@ from tasks.spec import (
     validate_version,
     with_strategy,
 )
-from tasks.steps import locate, package, push, read_status, verify
+from tasks.steps import locate, package, push, read_status
 from tasks.strategies import Release, carry_out
 from tasks.tag_policy import admit_tag
 from tasks.targets import InFlight, Version, get_target
-from tasks.windows import overrun_seconds, schedule_release
+from tasks.windows import schedule_release
 
-OUTCOME_EVENTS = {
-    Outcome.PROMOTED: "promoted", Outcome.ROLLED_BACK: "rolled-back", Outcome.FAILED: "failed",
-    Outcome.SKIPPED: "skipped", Outcome.DEFERRED: "deferred", Outcome.ABORTED: "aborted",
-}
-"""The lifecycle event each outcome emits: `ferryman.release.<name>`."""
 EARLY_START = timedelta(seconds=60)
 """A run this close before its window opens waits for it instead of being deferred."""
-
-
-class StepClock:
-    """Times each step for the report, relative to the release's start (its creation)."""
-
-    def __init__(self) -> None:
-        self.origin = time.monotonic()
-        self.records: list[StepRecord] = []
-
-    @contextmanager
-    def step(self, name: str):
-        start = time.monotonic() - self.origin
-        outcome = "ok"
-        try:
-            yield
-        except BaseException as e:
-            outcome = f"failed: {e.__class__.__name__}"
-            raise
-        finally:
-            end = time.monotonic() - self.origin
-            self.records.append(StepRecord(name=name, start=start, end=end, outcome=outcome))
-
-
-def measurement_records(result: AnalysisResult | None, version: str,
-                        step: str = "") -> list[MeasurementRecord]:
-    """An analysis' measurements as release-record entries of `version` at `step`."""
-    if result is None:
-        return []
-    return [MeasurementRecord.of(m, version, step) for m in result.measurements]
-
-
-def timed(steps: StepClock):
-    """A strategy's step runner that times each step for the report."""
-
-    def run(task, *args, **kwargs):
-        name = task.name
-        if task is verify:
-            name = f"verify {args[1].version} {args[4]}".strip()
-        with steps.step(name):
-            return task(*args, **kwargs)
-
-    return run
 
 
 Trigger = Literal["manual", "webhook", "poller"]
@@ -276,7 +223,7 @@ def _release(spec_path, version: str, digest: str, strategy: str, dry_run: bool,
             spec.tag_policy.settle, spec.app, version,
         )
         time.sleep(spec.tag_policy.settle)
-    with app_lock(spec.app):
+    with app_lock(spec.app, clear_dead=bury_dead_holders):
         return _locked(spec, request, steps)
 
 
@@ -375,7 +322,7 @@ def _locked(spec: ReleaseSpec, request: Request, steps: StepClock) -> State:
         # Nothing was deployed: the app runs what it ran.
         result.reason = f"{e.__class__.__name__}: {e}"
         log.error("release failed before the deploy: %s", result.reason)
-        return finish(spec, result, steps, request)
+        return finish(spec, result, steps, request.admitted_at)
     tag_run(digest_tag(pushed.digest), version_tag(version))
     result.digest, result.image = pushed.digest, pushed.reference
     new = Version(version, pushed.reference)
@@ -400,7 +347,7 @@ def _locked(spec: ReleaseSpec, request: Request, steps: StepClock) -> State:
                                                            "restored")
     if ending.outcome is not Outcome.PROMOTED:
         log.warning("%s %s: %s", spec.app, ending.outcome.value, ending.reason)
-    return finish(spec, result, steps, request)
+    return finish(spec, result, steps, request.admitted_at)
 
 
 def _dry_run(
@@ -426,48 +373,3 @@ def _dry_run(
     return finish(spec, result, steps)
 
 
-def finish(spec: ReleaseSpec, result: ReleaseResult, steps: StepClock,
-           request: Request | None = None) -> State:
-    """Close a release or rollback: its step times, how it kept to its upgrade window (a
-    release that was let in), artifacts, outcome event and state."""
-    if request is not None and spec.window is not None:
-        result.window_overrun = overrun_seconds(
-            spec.window, request.admitted_at, datetime.now(UTC)
-        )
-        if result.window_overrun:
-            get_run_logger().warning("the release ran %.0f s past the end of its upgrade "
-                                     "window", result.window_overrun)
-    result.steps = steps.records
-    result.seconds = time.monotonic() - steps.origin
-    publish_artifacts(spec, result)
-    emit(spec, OUTCOME_EVENTS[result.outcome], result)
-    get_run_logger().info("outcome: %s (%s)", result.outcome.value, result.reason)
-    return final_state(result)
-
-
-def final_state(result: ReleaseResult) -> State:
-    """Completed for a promotion; Failed (named RolledBack for a clean rollback, Aborted
-    when someone stopped it) otherwise.
-
-    The release record is the state's data either way, so callers read it with
-    `state.result(raise_on_failure=False)`.
-    """
-    if result.outcome is Outcome.PROMOTED:
-        return Completed(message=result.reason, data=result)
-    if result.outcome in (Outcome.SKIPPED, Outcome.DEFERRED):
-        return Completed(name=result.outcome.value.capitalize(), message=result.reason,
-                         data=result)
-    if result.outcome is Outcome.ABORTED and _cancelling():
-        # Cancelled from the UI or API: Prefect accepts only Cancelled from here on.
-        return Cancelled(name="Aborted", message=result.reason, data=result)
-    names = {Outcome.ROLLED_BACK: "RolledBack", Outcome.ABORTED: "Aborted"}
-    return Failed(name=names.get(result.outcome, "Failed"), message=result.reason,
-                  data=result)
-
-
-def _cancelling() -> bool:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(get_run_context().flow_run.id).state
-    return state is not None and state.is_cancelling()

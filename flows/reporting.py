@@ -19,6 +19,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.context import get_run_context
 from prefect.events import emit_event
 
+from flows.tags import app_tag, label_tags
 from tasks.releases import (
     MeasurementRecord,
     ReleaseResult,
@@ -43,10 +44,8 @@ def label_run(spec: ReleaseSpec, name: str, strategy: str, trigger: str = "manua
         trigger = "deployment" if run.deployment_id else "cli"
     with get_client(sync_client=True) as client:
         # The run's tags as they are now: the lock adds its own while the run goes on.
-        tags = set(client.read_flow_run(run.id).tags) | {
-            f"app:{spec.app}", f"target:{spec.target.kind}", f"strategy:{strategy}",
-            f"trigger:{trigger}",
-        }
+        tags = set(client.read_flow_run(run.id).tags) | label_tags(
+            spec.app, spec.target.kind, strategy, trigger)
         client.update_flow_run(run.id, name=name, tags=sorted(tags))
 
 
@@ -113,7 +112,7 @@ def _publish_history(spec: ReleaseSpec, result: ReleaseResult) -> None:
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["release", "rollback"])),
-            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"app:{spec.app}"])),
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[app_tag(spec.app)])),
             sort=FlowRunSort.START_TIME_DESC,
             limit=HISTORY_LENGTH,
         )

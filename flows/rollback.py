@@ -5,9 +5,10 @@ from __future__ import annotations
 from prefect import flow
 from prefect.states import State
 
+from flows.liveness import bury_dead_holders
 from flows.locks import app_lock
+from flows.outcome import StepClock, finish, measurement_records, timed
 from flows.recovery import nobody
-from flows.release import StepClock, finish, measurement_records, timed
 from flows.reporting import label_run
 from tasks.analysis.decision import Decision, Verdict
 from tasks.errors import FerrymanError, TargetError
@@ -42,7 +43,7 @@ def rollback_release(spec_path: str) -> State:
     """Restore the app's earlier version, verify it with the spec's analysis, mark it stable."""
     steps = StepClock()
     spec = load_spec(spec_path)
-    with app_lock(spec.app):
+    with app_lock(spec.app, clear_dead=bury_dead_holders):
         return _rollback(spec, steps)
 
 

@@ -37,6 +37,7 @@ from prefect.context import get_run_context
 from prefect.deployments import run_deployment
 
 from flows import ROOT, SPECS
+from flows.tags import app_tag, digest_tag, version_tag
 from tasks.errors import SpecError
 from tasks.spec import app_of, find_spec
 from tasks.windows import PendingRelease, PendingReleases
@@ -60,22 +61,11 @@ def spec_path_for(app: str, spec_path: str) -> Path:
     return find_spec(app, SPECS)
 
 
-def digest_tag(digest: str) -> str:
-    """The flow-run tag that records which image a release ran (short, readable in the UI)."""
-    return f"digest:{digest.removeprefix('sha256:')[:12]}"
-
-
-def version_tag(version: str) -> str:
-    """The flow-run tag that records which version a release ran: what tells a Docker Hub
-    push (no digest) of a version released before, e.g. rolled back, from a new one."""
-    return f"version:{version}"
-
-
 def earlier_release_tags(app: str, version: str, digest: str | None) -> list[str]:
     """The tags of the runs a triggered release must not repeat: those of `app` that went
     out with the same image (`digest`), or with the same version when the sender gave no
     digest and the tag is all there is to go by."""
-    return [f"app:{app}", digest_tag(digest) if digest else version_tag(version)]
+    return [app_tag(app), digest_tag(digest) if digest else version_tag(version)]
 
 
 def _app_of(run: FlowRun) -> str | None:
@@ -123,7 +113,7 @@ def release_run_of(app: str, states: list[StateType]):
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["release"])),
             flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=[f"app:{app}"]),
+                tags=FlowRunFilterTags(all_=[app_tag(app)]),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
             ),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,
@@ -153,7 +143,7 @@ def defer(parameters: dict[str, Any], opening: datetime, app: str, version: str)
         parameters=parameters,
         scheduled_time=opening,
         flow_run_name=f"{app} {version} (pending for the window)",
-        tags=["ferryman", "pending", f"app:{app}"],
+        tags=["ferryman", "pending", app_tag(app)],
         timeout=0,
         as_subflow=False,
     )

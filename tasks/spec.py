@@ -13,9 +13,7 @@ from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -27,7 +25,18 @@ from pydantic import (
 
 from tasks.durations import Seconds
 from tasks.errors import SpecError
+from tasks.fields import (
+    DNS_LABEL,
+    REPOSITORY,
+    TAG,
+    SpecModel,
+    existing_path,
+    format_validation_error,
+)
+from tasks.registries.specs import REGISTRY_KINDS, DockerHubRegistrySpec, RegistrySpec
+from tasks.routers.replicas import check_weights
 from tasks.tag_policy import TagPolicy
+from tasks.targets.specs import TARGET_KINDS, TargetSpec, declared_replicas, kubernetes_names
 from tasks.windows import UpgradeWindow
 
 QUERY_VARIABLES = frozenset(
@@ -35,34 +44,12 @@ QUERY_VARIABLES = frozenset(
 )
 """Names a metric query may use as `${name}`; `tasks.analysis.runner` fills them per release."""
 
-_DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-_REPOSITORY = r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _existing(value: Path, info: ValidationInfo, what: str, is_dir: bool) -> Path:
-    """Resolve a path from the spec file's folder and check it is there."""
-    base = (info.context or {}).get("base_dir")
-    if base is not None and not value.is_absolute():
-        value = Path(base) / value
-    value = value.resolve()
-    try:
-        found = value.is_dir() if is_dir else value.is_file()
-    except OSError as e:  # e.g. a name too long: pathlib re-raises all but "not there"
-        raise ValueError(f"{what} {str(value)[:200]!r}: {e.strerror}") from None
-    if not found:
-        raise ValueError(f"{what} {value} {'is not a directory' if is_dir else 'does not exist'}")
-    return value
-
-
-class ImageSpec(_Spec):
+class ImageSpec(SpecModel):
     """What to build: the build context, its Dockerfile and build args."""
 
-    repository: Annotated[str, Field(pattern=_REPOSITORY)]
+    repository: Annotated[str, Field(pattern=REPOSITORY)]
     context: Path
     dockerfile: str = "Dockerfile"
     build_args: dict[str, str] = Field(default_factory=dict)
@@ -70,7 +57,7 @@ class ImageSpec(_Spec):
     @field_validator("context")
     @classmethod
     def _context_exists(cls, value: Path, info: ValidationInfo) -> Path:
-        return _existing(value, info, "build context", is_dir=True)
+        return existing_path(value, info, "build context", is_dir=True)
 
     @model_validator(mode="after")
     def _dockerfile_exists(self) -> ImageSpec:
@@ -83,191 +70,8 @@ class ImageSpec(_Spec):
         return self
 
 
-_HOST = r"^[A-Za-z0-9.-]+(:\d+)?$"
-ImageTag = Annotated[str, Field(pattern=_TAG.pattern)]
 
 
-class _RegistryCommon(_Spec):
-    """What every registry kind offers: extra tags, and whether an existing tag may move."""
-
-    extra_tags: list[ImageTag] = Field(default_factory=list)
-    """Tags pushed besides the version, e.g. `latest`."""
-    allow_tag_overwrite: bool | list[ImageTag] = False
-    """Move a tag that already points at another image: `true` for any tag, or a list."""
-
-    def may_overwrite(self, tag: str) -> bool:
-        """Whether pushing may move `tag` off the image the registry has under it."""
-        if isinstance(self.allow_tag_overwrite, bool):
-            return self.allow_tag_overwrite
-        return tag in self.allow_tag_overwrite
-
-
-class GenericRegistrySpec(_RegistryCommon):
-    """Any OCI registry with basic auth or none (`tasks/registries/generic.py`)."""
-
-    kind: Literal["generic"] = "generic"
-    url: Annotated[str, Field(pattern=_HOST)]
-    credentials_block: str | None = None
-    """Name of a prefect-docker DockerRegistryCredentials block."""
-
-
-class DockerHubRegistrySpec(_RegistryCommon):
-    """Docker Hub: images are `docker.io/<namespace>/<image.repository>`."""
-
-    kind: Literal["dockerhub"]
-    namespace: Annotated[str, Field(pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$", max_length=255)]
-    credentials_block: str | None = None
-    """Name of a prefect-docker DockerRegistryCredentials block (an access token as password)."""
-    endpoint: Annotated[str, Field(pattern=_HOST)] | None = None
-    """A registry to use instead of Docker Hub, speaking its protocol (tests, a mirror)."""
-
-
-class EcrRegistrySpec(_RegistryCommon):
-    """Amazon ECR, reached with boto3; the registry host comes from the authorization token."""
-
-    kind: Literal["ecr"]
-    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")] | None = None
-    """AWS region; boto3's (AWS_DEFAULT_REGION, ~/.aws/config, the block's) when not given."""
-    registry_id: Annotated[str, Field(pattern=r"^\d{12}$")] | None = None
-    """The AWS account whose registry to use; the credentials' own account when not given."""
-    aws_credentials_block: str | None = None
-    """Name of a prefect-aws AwsCredentials block; boto3's standard chain when not given."""
-    create_repository: bool = True
-    tag_immutability: bool = False
-    """For a repository Ferryman creates: IMMUTABLE tags."""
-    scan_on_push: bool = False
-    """For a repository Ferryman creates: scan each pushed image."""
-    endpoint_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
-    """The ECR API's address instead of the region's (moto in tests, ECR-compatible services)."""
-    registry_host: Annotated[str, Field(pattern=_HOST)] | None = None
-    """The registry to push to instead of the token's proxyEndpoint (with `endpoint_url`)."""
-
-
-REGISTRY_KINDS = ("generic", "dockerhub", "ecr")
-
-
-def _generic_by_default(value: object) -> object:
-    # `kind` was optional before there was more than one kind; keep specs without it valid.
-    if isinstance(value, dict) and "kind" not in value:
-        return {**value, "kind": "generic"}
-    return value
-
-
-RegistrySpec = Annotated[
-    Annotated[
-        GenericRegistrySpec | DockerHubRegistrySpec | EcrRegistrySpec,
-        Field(discriminator="kind"),
-    ],
-    BeforeValidator(_generic_by_default),
-]
-"""Where to push: one model per `registry.kind`; see the README's registry section."""
-
-
-class UpdateConfigSpec(_Spec):
-    """Swarm's update_config; overrides the stack file's `deploy.update_config` key by key."""
-
-    parallelism: Annotated[int, Field(ge=0)] | None = None
-    delay: Seconds | None = None
-    failure_action: Literal["pause", "continue", "rollback"] | None = None
-    monitor: Seconds | None = None
-    max_failure_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
-    order: Literal["stop-first", "start-first"] | None = None
-
-
-class SwarmTargetSpec(_Spec):
-    """A Docker Swarm service, created from one service of a compose v3 stack file."""
-
-    kind: Literal["swarm"]
-    stack_file: Path
-    service: Annotated[str, Field(pattern=_DNS_LABEL)]
-    port: Annotated[int, Field(ge=1, le=65535)] = 8080
-    metrics_path: Annotated[str, Field(pattern=r"^/")] = "/metrics"
-    docker_host: str | None = None
-    deploy_timeout: Annotated[Seconds, Field(gt=0)] = 180.0
-    update_config: UpdateConfigSpec | None = None
-
-    @field_validator("stack_file")
-    @classmethod
-    def _stack_file_exists(cls, value: Path, info: ValidationInfo) -> Path:
-        return _existing(value, info, "stack file", is_dir=False)
-
-
-_K8S_NAME = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
-"""A DNS subdomain, as Kubernetes names Deployments."""
-
-
-class KubernetesTargetSpec(_Spec):
-    """A Kubernetes Deployment behind a Service, reached with the official client.
-
-    How to connect: `kubeconfig` (a file), `in_cluster` (the pod's ServiceAccount) or
-    `cluster_config_block` (prefect-kubernetes' KubernetesClusterConfig); at most one, and
-    none means the kubeconfig kubectl would use (KUBECONFIG, ~/.kube/config).
-    `deployment` and `service` default to the app's name.
-    """
-
-    kind: Literal["kubernetes"]
-    kubeconfig: Path | None = None
-    """Resolved from the spec's folder; read when Ferryman connects, not when the spec is
-    loaded (the file is a credential a worker may only get at run time)."""
-    in_cluster: bool = False
-    cluster_config_block: str | None = None
-    context: str | None = None
-    """The kubeconfig's context (the block's `context_name`, else the current context)."""
-    namespace: Annotated[str, Field(pattern=_DNS_LABEL)] | None = None
-    """Default: the context's namespace (in a cluster, the pod's own), else `default`."""
-    deployment: Annotated[str, Field(pattern=_K8S_NAME)]
-    service: Annotated[str, Field(pattern=_DNS_LABEL)]
-    container: Annotated[str, Field(pattern=_DNS_LABEL)] | None = None
-    """The container whose image is released; default: the pod's first."""
-    port: Annotated[int, Field(ge=1, le=65535)] = 8080
-    metrics_path: Annotated[str, Field(pattern=r"^/")] = "/metrics"
-    manifests: Path | None = None
-    """A folder of YAML manifests (`deployments/<app>/k8s/`), applied with server-side apply
-    when the app's Deployment does not exist yet."""
-    deploy_timeout: Annotated[Seconds, Field(gt=0)] = 180.0
-
-    @field_validator("kubeconfig")
-    @classmethod
-    def _from_the_specs_folder(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        base = (info.context or {}).get("base_dir")
-        if value is not None and base is not None and not value.is_absolute():
-            value = Path(base) / value
-        return value.resolve() if value is not None else None
-
-    @field_validator("manifests")
-    @classmethod
-    def _manifests_exist(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else _existing(value, info, "manifests folder",
-                                                     is_dir=True)
-
-    @model_validator(mode="after")
-    def _one_way_to_connect(self) -> KubernetesTargetSpec:
-        given = [name for name, on in (("kubeconfig", self.kubeconfig is not None),
-                                       ("in_cluster", self.in_cluster),
-                                       ("cluster_config_block",
-                                        self.cluster_config_block is not None)) if on]
-        if len(given) > 1:
-            raise ValueError(f"give one way to reach the cluster, not {' and '.join(given)}")
-        return self
-
-
-TARGET_KINDS = ("swarm", "kubernetes")
-
-
-def _kubernetes_names(value: object) -> object:
-    """`deployment` defaults to the app's name and `service` to the deployment's."""
-    if not isinstance(value, dict) or not isinstance(value.get("target"), dict):
-        return value
-    target = value["target"]
-    if target.get("kind") != "kubernetes":
-        return value
-    deployment = target.get("deployment", value.get("app"))
-    target = {**target, "deployment": deployment, "service": target.get("service", deployment)}
-    return {**value, "target": {k: v for k, v in target.items() if v is not None}}
-
-
-TargetSpec = Annotated[SwarmTargetSpec | KubernetesTargetSpec, Field(discriminator="kind")]
-"""Where the app runs: one model per `target.kind`."""
 
 
 Bound = Annotated[float, Field(allow_inf_nan=False)]
@@ -275,7 +79,7 @@ Bound = Annotated[float, Field(allow_inf_nan=False)]
 value as inside; infinity is what leaving the bound out already says."""
 
 
-class Threshold(_Spec):
+class Threshold(SpecModel):
     """The range a measured value must stay in, as Flagger's thresholdRange: min, max or both."""
 
     min: Bound | None = None
@@ -290,7 +94,7 @@ class Threshold(_Spec):
         return self
 
 
-class MetricSpec(_Spec):
+class MetricSpec(SpecModel):
     """One PromQL query, templated with `${app}`, `${version}`..., judged against a threshold."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -311,7 +115,7 @@ class MetricSpec(_Spec):
         return value
 
 
-class AnalysisSpec(_Spec):
+class AnalysisSpec(SpecModel):
     """How the new version is verified; the limits follow Argo Rollouts' AnalysisTemplate."""
 
     prometheus: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:9090"
@@ -336,13 +140,13 @@ class AnalysisSpec(_Spec):
         return value
 
 
-class RollingStrategy(_Spec):
+class RollingStrategy(SpecModel):
     """The platform's own rolling update, judged from the first new replica on."""
 
     kind: Literal["rolling"] = "rolling"
 
 
-class BlueGreenStrategy(_Spec):
+class BlueGreenStrategy(SpecModel):
     """The new version beside the old on a preview address; then the app's address switches."""
 
     kind: Literal["blue-green"] = "blue-green"
@@ -365,7 +169,7 @@ class BlueGreenStrategy(_Spec):
         return self
 
 
-class AnalysisOverride(_Spec):
+class AnalysisOverride(SpecModel):
     """A canary analysis step's changes to the spec's `analysis` (count, interval, delay)."""
 
     count: Annotated[int, Field(ge=1)] | None = None
@@ -373,7 +177,7 @@ class AnalysisOverride(_Spec):
     initial_delay: Seconds | None = None
 
 
-class Approval(_Spec):
+class Approval(SpecModel):
     """How long a person has to answer, and what happens when nobody does."""
 
     timeout: Annotated[Seconds, Field(gt=0)] | None = None
@@ -381,13 +185,13 @@ class Approval(_Spec):
     on_timeout: Literal["rollback", "promote"] = "rollback"
 
 
-class Pause(_Spec):
+class Pause(SpecModel):
     """Hold the current weight for a while (bake time) before the next step."""
 
     duration: Annotated[Seconds, Field(gt=0)]
 
 
-class WeightStep(_Spec):
+class WeightStep(SpecModel):
     weight: int
     """Percent of the app's traffic on the new version."""
 
@@ -401,15 +205,15 @@ class WeightStep(_Spec):
         return value
 
 
-class AnalysisStep(_Spec):
+class AnalysisStep(SpecModel):
     analysis: AnalysisOverride = AnalysisOverride()
 
 
-class ApproveStep(_Spec):
+class ApproveStep(SpecModel):
     approve: Approval = Approval()
 
 
-class PauseStep(_Spec):
+class PauseStep(SpecModel):
     pause: Pause
 
 
@@ -417,7 +221,7 @@ def _step_kind(value: object) -> str | None:
     if isinstance(value, dict):
         keys = [k for k in ("weight", "analysis", "approve", "pause") if k in value]
         return keys[0] if len(keys) == 1 else None
-    if isinstance(value, _Spec):
+    if isinstance(value, SpecModel):
         return {WeightStep: "weight", AnalysisStep: "analysis", ApproveStep: "approve",
                 PauseStep: "pause"}.get(type(value))
     return None
@@ -444,7 +248,7 @@ CanaryStep = Annotated[
 ]
 
 
-class CanaryStrategy(_Spec):
+class CanaryStrategy(SpecModel):
     """A share of the app's traffic on the new version, raised in steps, judged at each."""
 
     kind: Literal["canary"] = "canary"
@@ -475,7 +279,7 @@ class CanaryStrategy(_Spec):
 
 
 STRATEGY_KINDS = ("rolling", "blue-green", "canary")
-STRATEGIES: dict[str, type[_Spec]] = {
+STRATEGIES: dict[str, type[SpecModel]] = {
     "rolling": RollingStrategy, "blue-green": BlueGreenStrategy, "canary": CanaryStrategy,
 }
 
@@ -492,10 +296,10 @@ StrategySpec = Annotated[
 """How the new version reaches users: one model per `strategy.kind`."""
 
 
-class ReleaseSpec(_Spec):
+class ReleaseSpec(SpecModel):
     """Everything Ferryman needs to release one app; see the README's spec reference."""
 
-    app: Annotated[str, Field(pattern=_DNS_LABEL)]
+    app: Annotated[str, Field(pattern=DNS_LABEL)]
     image: ImageSpec
     registry: RegistrySpec
     target: TargetSpec
@@ -511,7 +315,7 @@ class ReleaseSpec(_Spec):
     @model_validator(mode="before")
     @classmethod
     def _default_kubernetes_names(cls, value: object) -> object:
-        return _kubernetes_names(value)
+        return kubernetes_names(value)
 
     @field_validator("registry")
     @classmethod
@@ -535,18 +339,24 @@ def with_strategy(spec: ReleaseSpec, kind: str) -> ReleaseSpec:
     if spec.strategy.kind == kind:
         return spec
     changed = spec.model_copy(update={"strategy": STRATEGIES[kind]()})
-    from tasks.targets import validate_target
-
     try:
-        validate_target(changed)
+        check_target(changed)
     except SpecError as e:
         raise SpecError(f"strategy {kind} with its defaults: {e}") from None
     return changed
 
 
+def check_target(spec: ReleaseSpec) -> None:
+    """Check the orchestration files a spec names, and that the platform can give the
+    strategy's traffic shares; raises SpecError. Touches no platform."""
+    replicas = declared_replicas(spec.target)
+    if replicas is not None and isinstance(spec.strategy, CanaryStrategy):
+        check_weights(spec.strategy.weights(), replicas, "strategy.steps")
+
+
 def validate_version(version: str) -> str:
     """Return `version` if it is a valid image tag; raise SpecError naming it otherwise."""
-    if not _TAG.match(version):
+    if not TAG.match(version):
         raise SpecError(
             f"version {version!r} is not a valid image tag "
             "(letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-')"
@@ -567,47 +377,7 @@ def validate_digest(digest: str) -> str:
 _UNION_TAGS = {("registry",): REGISTRY_KINDS, ("strategy",): STRATEGY_KINDS,
                ("target",): TARGET_KINDS,
                ("strategy", "steps", int): ("weight", "analysis", "approve", "pause")}
-
-
-def _without_union_tags(loc: tuple) -> tuple:
-    """pydantic names the member of a tagged union in an error's path (`registry.ecr.region`);
-    the user wrote no such key, so the path drops it (`registry.region`)."""
-    out: list = []
-    dropped = False
-    for part in loc:
-        shape = tuple(int if isinstance(p, int) else p for p in out)
-        if not dropped and part in _UNION_TAGS.get(shape, ()):
-            dropped = True  # a tag can equal the field after it: `steps[0].weight.weight`
-            continue
-        dropped = False
-        out.append(part)
-    return tuple(out)
-
-
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-
-
-def format_validation_error(error: ValidationError, source: str) -> str:
-    """One line per problem, each naming the field path, e.g. `analysis.metrics[0].query`."""
-    lines = [f"{source}: invalid release spec"]
-    for problem in error.errors():
-        path = ""
-        loc = problem["loc"]
-        loc = _without_union_tags(loc)
-        for part in loc:
-            if isinstance(part, int):
-                path += f"[{part}]"
-            elif not _KEY.fullmatch(str(part)):  # a stray key with spaces, dots, newlines...
-                path += f"[{str(part)!r}]"
-            else:
-                path += f".{part}" if path else str(part)
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "union_tag_invalid":  # `kind: nomad`: name the key and choices
-            ctx = problem["ctx"]
-            path = f"{path}.{ctx['discriminator'].strip(chr(39))}" if path else path
-            message = f"{ctx['tag']!r} is not one of {ctx['expected_tags']}"
-        lines.append(f"  {path or '(top level)'}: {message}")
-    return "\n".join(lines)
+"""Where the spec has tagged unions, by the shape of the path, and the tags pydantic names."""
 
 
 def parse_spec(data: object, base_dir: Path, source: str = "<spec>") -> ReleaseSpec:
@@ -618,13 +388,11 @@ def parse_spec(data: object, base_dir: Path, source: str = "<spec>") -> ReleaseS
     try:
         spec = ReleaseSpec.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as e:
-        raise SpecError(format_validation_error(e, source)) from None
+        raise SpecError(format_validation_error(e, source, union_tags=_UNION_TAGS)) from None
     # The stack file is part of the spec: a service it lacks or a key Ferryman cannot apply
     # must fail here, not half-way through a deploy.
-    from tasks.targets import validate_target
-
     try:
-        validate_target(spec)
+        check_target(spec)
     except SpecError as e:
         raise SpecError(f"{source}: invalid release spec\n  {e}") from None
     return spec

@@ -41,7 +41,8 @@ from enum import Enum
 from typing import Any
 
 from tasks.errors import PermanentError
-from tasks.spec import DockerHubRegistrySpec, ReleaseSpec
+from tasks.registries.specs import DockerHubRegistrySpec
+from tasks.spec import ReleaseSpec
 
 
 class WebhookError(PermanentError):

@@ -104,3 +104,21 @@ def demo_spec_copy(tmp_path: Path, change: Callable[[dict], None],
     path = tmp_path / "release.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def assert_share_within(count: float, total: float, weight: float, z: float = 4.0) -> None:
+    """Assert that `count` of `total` answers is no more than a `weight`% share allows.
+
+    Replica-count routing picks a replica per connection at random (kube-proxy's iptables rules,
+    Swarm's DNS round robin seen by many clients), so the canary's answers over a window are a
+    binomial sample: with 154 answers at 33% one standard error is 3.8 points, and a fixed
+    "weight + 10 points" bound fails about once in a hundred runs of a correct release. The bound
+    here is the weight plus `z` standard errors (z=4: a false alarm about once in 30,000 runs),
+    which still tells a 33% canary from one that took half or two thirds of the answers.
+    """
+    assert total > 0, "no answers in the window"
+    share = 100 * count / total
+    error = 100 * (weight / 100 * (1 - weight / 100) / total) ** 0.5
+    assert share <= weight + z * error, (
+        f"{count} of {total} answers ({share:.1f}%) came from a {weight}% share; "
+        f"the bound is {weight + z * error:.1f}% ({z} standard errors of {error:.1f} points)")

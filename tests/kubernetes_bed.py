@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.stack import REGISTRY, REGISTRY_USER, StackPaths, registry_password
+from devstack.settings import REGISTRY, REGISTRY_USER, StackPaths, registry_password
 from tasks.targets import Version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,14 +40,14 @@ def routed_here(ip: str) -> bool:
 
 def problem() -> str | None:
     """Why the test bed cannot be used now, or None when it can."""
-    from devstack import cluster
+    from devstack.cluster_health import is_up
     from devstack.cluster_network import NODE_IP
 
     for ip in (NODE_IP, MAIN_IP):
         if not routed_here(ip):
             return (f"the Kubernetes test bed's network is not up ({ip} is not routed on "
                     "this machine); run `ferryman stack up --kubernetes`")
-    if not cluster.is_up(PATHS):
+    if not is_up(PATHS):
         return "the Kubernetes test bed is not up (run `ferryman stack up --kubernetes`)"
     return None
 
@@ -55,7 +55,7 @@ def problem() -> str | None:
 def kubeconfig() -> Path:
     """The test bed's `ferryman` identity; FERRYMAN_TEST_KUBECONFIG names another (to check
     a Role before the stack applies it)."""
-    from devstack.cluster import ClusterPaths
+    from devstack.settings import ClusterPaths
 
     other = os.environ.get("FERRYMAN_TEST_KUBECONFIG")
     return Path(other) if other else ClusterPaths.of(PATHS).ferryman_kubeconfig

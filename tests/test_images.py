@@ -26,7 +26,8 @@ from tasks.images import (
 )
 from tasks.registries.base import RegistryAuth
 from tasks.registries.generic import GenericRegistry
-from tasks.spec import GenericRegistrySpec, load_spec
+from tasks.registries.specs import GenericRegistrySpec
+from tasks.spec import load_spec
 from tests.registries.servers import fronts, image_id, registries, upload_image
 
 PASSWORD = "pa55-Word-that-must-never-show"

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from uuid import uuid4
 
-from flows.locks import LEASE_TAG, lease_of
-from flows.recovery import PROCESS_TAG, _process_gone, process_tag
+from flows.liveness import process_gone
+from flows.tags import LEASE_TAG, PROCESS_TAG, lease_of, process_tag
 
 
 def test_the_lease_a_run_holds_is_read_from_its_tags():
@@ -23,14 +23,14 @@ def test_a_process_of_this_host_that_is_gone_is_dead():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     tags = [f"{PROCESS_TAG}{socket.gethostname()}:{child.pid}"]
-    assert _process_gone(tags) == f"its process {child.pid} on {socket.gethostname()} is gone"
+    assert process_gone(tags) == f"its process {child.pid} on {socket.gethostname()} is gone"
 
 
 def test_a_living_process_is_not_dead():
     assert process_tag() == f"{PROCESS_TAG}{socket.gethostname()}:{os.getpid()}"
-    assert _process_gone([process_tag()]) is None
+    assert process_gone([process_tag()]) is None
 
 
 def test_a_process_on_another_host_is_never_judged_from_here():
-    assert _process_gone([f"{PROCESS_TAG}elsewhere.example:1"]) is None
-    assert _process_gone(["app:demo"]) is None
+    assert process_gone([f"{PROCESS_TAG}elsewhere.example:1"]) is None
+    assert process_gone(["app:demo"]) is None

@@ -11,8 +11,10 @@ import httpx
 import pytest
 import yaml
 
-from devstack import stack
-from devstack.stack import STACK_LABEL, StackPaths, _alive, _spawn, _stop, registry_config
+from devstack import processes, stack
+from devstack.processes import alive, spawn, stop
+from devstack.settings import StackPaths, webhook_secret
+from devstack.stack import STACK_LABEL, registry_config
 from tests.registries.servers import free_port, wait_until
 
 
@@ -22,7 +24,7 @@ def spawned(tmp_path):
     started: list[int] = []
 
     def start(record: dict, name: str = "worker") -> int:
-        pid = _spawn(["sleep", "60"], tmp_path / "logs" / f"{name}.log", record, name)
+        pid = spawn(["sleep", "60"], tmp_path / "logs" / f"{name}.log", record, name)
         started.append(pid)
         return pid
 
@@ -37,11 +39,11 @@ def spawned(tmp_path):
 def test_recorded_process_is_stopped_and_forgotten(spawned):
     record: dict = {}
     pid = spawned(record)
-    assert _alive(record, "worker")
+    assert alive(record, "worker")
     said: list[str] = []
-    _stop(record, "worker", said.append, grace=5)
+    stop(record, "worker", said.append, grace=5)
     assert said == [f"worker: stopped (pid {pid})"] and record == {}
-    assert not _alive({"worker_pid": pid, "worker_started": 0}, "worker")
+    assert not alive({"worker_pid": pid, "worker_started": 0}, "worker")
 
 
 def test_recycled_pid_is_never_signalled(spawned):
@@ -50,9 +52,9 @@ def test_recycled_pid_is_never_signalled(spawned):
     # The record's process ended and another one now has its pid: another start time.
     record["worker_started"] -= 1
     said: list[str] = []
-    _stop(record, "worker", said.append, grace=5)
+    stop(record, "worker", said.append, grace=5)
     assert said == [f"worker: pid {pid} is another process now: left alone"]
-    assert stack._start_time(pid) is not None  # still running
+    assert processes._start_time(pid) is not None  # still running
     assert record == {}
 
 
@@ -60,10 +62,10 @@ def test_record_without_a_start_time_is_checked_by_program(spawned):
     record: dict = {}
     pid = spawned(record)
     old = {"worker_pid": pid}  # an older `up`'s record: the program must be `prefect`
-    assert not _alive(old, "worker")
-    _stop(old, "worker", lambda line: None, grace=5)
-    assert stack._start_time(pid) is not None
-    assert _alive({"sleep_pid": pid}, "sleep")
+    assert not alive(old, "worker")
+    stop(old, "worker", lambda line: None, grace=5)
+    assert processes._start_time(pid) is not None
+    assert alive({"sleep_pid": pid}, "sleep")
 
 
 def test_dead_process_is_not_alive(spawned):
@@ -71,7 +73,7 @@ def test_dead_process_is_not_alive(spawned):
     pid = spawned(record)
     os.killpg(pid, 9)
     os.waitpid(pid, 0)
-    assert not _alive(record, "worker")
+    assert not alive(record, "worker")
 
 
 def test_logs_are_readable_by_root_only(spawned, tmp_path):
@@ -97,8 +99,8 @@ def test_registry_does_not_log_the_webhook_secret(tmp_path):
     config_file.parent.mkdir(parents=True, exist_ok=True)
     config_file.write_text(yaml.safe_dump(config))
     record: dict = {}
-    _spawn(["docker-registry", "serve", str(config_file)], paths.logs / "registry.log",
-           record, "registry")
+    spawn(["docker-registry", "serve", str(config_file)], paths.logs / "registry.log",
+          record, "registry")
     try:
         def answers() -> bool:
             try:
@@ -109,10 +111,10 @@ def test_registry_does_not_log_the_webhook_secret(tmp_path):
         wait_until("the registry", answers, 30)
         httpx.get(f"http://{host}/v2/_catalog", timeout=5)
     finally:
-        _stop(record, "registry", lambda line: None, grace=10)
+        stop(record, "registry", lambda line: None, grace=10)
     log = (paths.logs / "registry.log").read_text()
     assert "GET /v2/" in log  # it did log, just not the endpoint's headers
-    assert stack.webhook_secret(paths) not in log
+    assert webhook_secret(paths) not in log
 
 
 class FakeNetwork:

@@ -13,7 +13,7 @@ from tasks.errors import SpecError
 from tasks.registries.base import Destination, Registry, RegistryAuth
 
 if TYPE_CHECKING:
-    from tasks.spec import RegistrySpec
+    from tasks.registries.specs import RegistrySpec
 
 __all__ = ["Destination", "Registry", "RegistryAuth", "get_registry", "load_auth"]
 

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from tasks.errors import SpecError
 
 if TYPE_CHECKING:
-    from tasks.spec import RegistrySpec
+    from tasks.registries.specs import RegistrySpec
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ its place (the tests use the local one); the default is always Docker Hub itself
 from __future__ import annotations
 
 from tasks.registries.base import Destination, RegistryAuth, api_url_for, docker_block_auth
-from tasks.spec import DockerHubRegistrySpec
+from tasks.registries.specs import DockerHubRegistrySpec
 
 HOST = "docker.io"
 API_URL = "https://registry-1.docker.io"

@@ -29,7 +29,7 @@ from tasks.errors import (
     SpecError,
 )
 from tasks.registries.base import Destination, RegistryAuth, api_url_for
-from tasks.spec import EcrRegistrySpec
+from tasks.registries.specs import EcrRegistrySpec
 
 _AUTH_CODES = {
     "AccessDenied", "AccessDeniedException", "UnrecognizedClientException",

@@ -4,7 +4,7 @@ or none."""
 from __future__ import annotations
 
 from tasks.registries.base import Destination, RegistryAuth, api_url_for, docker_block_auth
-from tasks.spec import GenericRegistrySpec
+from tasks.registries.specs import GenericRegistrySpec
 
 
 class GenericRegistry:

@@ -13,35 +13,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "InFlight", "Progress", "Role", "Target", "TargetStatus", "Version", "Workload",
-    "get_target", "validate_target",
+    "get_target",
 ]
-
-
-def validate_target(spec: ReleaseSpec) -> None:
-    """Check the orchestration files a spec names, and that the platform can give the
-    strategy's traffic shares; raises SpecError. Touches no platform."""
-    from tasks.routers.replicas import check_weights
-    from tasks.spec import CanaryStrategy
-
-    if spec.target.kind == "swarm":
-        from tasks.targets.compose import load_service
-
-        try:
-            definition = load_service(spec.target.stack_file, spec.target.service)
-        except SpecError as e:
-            raise SpecError(f"target: {e}") from None
-        replicas = definition.service.deploy.replicas
-    elif spec.target.kind == "kubernetes":
-        from tasks.targets.manifests import load_manifests
-
-        if spec.target.manifests is None:
-            return  # the size is the cluster's: the router checks the weights against it
-        replicas = load_manifests(spec.target.manifests, spec.target.deployment,
-                                  spec.target.namespace, spec.target.container).replicas
-    else:
-        raise SpecError(f"target.kind: no target of kind {spec.target.kind!r}")
-    if isinstance(spec.strategy, CanaryStrategy):
-        check_weights(spec.strategy.weights(), replicas, "strategy.steps")
 
 
 def get_target(spec: ReleaseSpec, auth: RegistryAuth | None = None, client=None) -> Target:

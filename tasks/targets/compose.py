@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tasks.durations import Seconds
 from tasks.errors import SpecError
+from tasks.fields import format_validation_error
 
 
 class _Compose(BaseModel):
@@ -304,11 +305,7 @@ def load_service(stack_file: Path, service: str) -> Definition:
     try:
         stack = StackFile.model_validate(data)
     except ValidationError as e:
-        from tasks.spec import format_validation_error
-
-        raise SpecError(
-            format_validation_error(e, str(stack_file)).replace("release spec", "stack file")
-        ) from None
+        raise SpecError(format_validation_error(e, str(stack_file), "stack file")) from None
     if service not in stack.services:
         raise SpecError(
             f"{stack_file}: no service {service!r} (services: {sorted(stack.services)})"

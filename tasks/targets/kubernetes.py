@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from kubernetes import client as k8s
 
 from tasks.errors import DeployFailed, TargetError
-from tasks.spec import KubernetesTargetSpec, ReleaseSpec
+from tasks.spec import ReleaseSpec
 from tasks.targets import records
 from tasks.targets.base import (
     InFlight,
@@ -40,6 +40,7 @@ from tasks.targets.base import (
 from tasks.targets.kubernetes_api import KubernetesApi, connect
 from tasks.targets.kubernetes_rollout import pod_ready, rollout, stuck_pods
 from tasks.targets.manifests import Manifests, container_index, load_manifests
+from tasks.targets.specs import KubernetesTargetSpec
 
 PREFIX = "ferryman.io/"
 APP_LABEL = f"{PREFIX}app"

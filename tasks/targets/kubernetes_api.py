@@ -24,7 +24,7 @@ from tasks.errors import (
     TargetError,
     TargetUnavailableError,
 )
-from tasks.spec import KubernetesTargetSpec
+from tasks.targets.specs import KubernetesTargetSpec
 
 FIELD_MANAGER = "ferryman"
 CONFLICT_TRIES = 5

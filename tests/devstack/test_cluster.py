@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from devstack import cluster, cluster_access, cluster_config, cluster_network
-from devstack.stack import REGISTRY, REGISTRY_USER, StackPaths, registry_password
+from devstack.settings import REGISTRY, REGISTRY_USER, ClusterPaths, StackPaths, registry_password
 
 # The registry and Prometheus are the stack's: these need it as much as the test bed.
 pytestmark = [pytest.mark.kubernetes, pytest.mark.stack]
@@ -39,13 +39,13 @@ def _client(kubeconfig: Path):
 
 @pytest.fixture(scope="module")
 def admin():
-    return _client(cluster.ClusterPaths.of(PATHS).admin_kubeconfig)
+    return _client(ClusterPaths.of(PATHS).admin_kubeconfig)
 
 
 @pytest.fixture(scope="module")
 def ferryman():
     """The identity Ferryman releases with: ServiceAccount `ferryman`, Role `ferryman-release`."""
-    return _client(cluster.ClusterPaths.of(PATHS).ferryman_kubeconfig)
+    return _client(ClusterPaths.of(PATHS).ferryman_kubeconfig)
 
 
 def _push_demo_image() -> None:

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from devstack import cluster, cluster_access
-from devstack.stack import StackPaths, app_specs, prometheus_config
+from devstack.settings import StackPaths
+from devstack.stack import app_specs, prometheus_config
 
 # It needs the test bed's Prometheus build: it runs with the Kubernetes tests (make test's
 # last phase, once the binaries are built).

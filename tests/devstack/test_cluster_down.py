@@ -4,7 +4,7 @@ machine's: the interfaces, iptables chains and cgroups are shared by every state
 from __future__ import annotations
 
 from devstack import cluster
-from devstack.stack import StackPaths
+from devstack.settings import ClusterPaths, StackPaths
 
 
 def test_down_of_a_state_folder_that_made_nothing_leaves_the_machine_alone(
@@ -27,7 +27,7 @@ def test_down_of_the_state_folder_that_made_the_network_removes_it(tmp_path, mon
     for name in ("remove_interfaces", "remove_firewall", "_remove_cgroups"):
         monkeypatch.setattr(cluster, name, lambda say, n=name: removed.append(n))
     paths = StackPaths(tmp_path)
-    cp = cluster.ClusterPaths.of(paths)
+    cp = ClusterPaths.of(paths)
     cp.root.mkdir(parents=True)
     cp.save_record({"network": True})
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests import kubernetes_bed as bed
-from tests.helpers import ROOT, ferryman, record_of, release
+from tests.helpers import ROOT, assert_share_within, ferryman, record_of, release
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.stack]
 
@@ -238,14 +238,13 @@ def test_canary_bad_version_is_rolled_back_at_the_first_step_within_its_share(
     code, record = release(bad, "FAIL_RATE=0.5", spec=spec)
     assert (code, record["outcome"]) == (3, "rolled_back"), record["reason"]
     assert record["reason"].startswith("step 2 (canary at 33%)"), record["reason"]
-    # Of the app's answers while the canary served (from its first to its last), its share:
-    # at most the step's weight + 10 points.
+    # Of the app's answers while the canary served (from its first to its last), its share: no
+    # more than a 33% share allows.
     seen = [(t, v) for t, v, _ in main.seen if t >= started]
     times = [t for t, v in seen if v == bad]
     assert times, "the canary never answered on the app's address"
     window = [v for t, v in seen if times[0] <= t <= times[-1]]
-    share = 100 * window.count(bad) / len(window)
-    assert share <= 33 + 10, (share, len(window))
+    assert_share_within(window.count(bad), len(window), 33)
     assert_only_stable_serving(api, spec, current)
 
 

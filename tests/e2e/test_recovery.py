@@ -137,7 +137,7 @@ def test_killed_worker_and_its_run_are_recovered_by_themselves(stable):
     back, and Prefect's automation and the recover deployment do the rest."""
     from prefect.deployments import run_deployment
 
-    from devstack.stack import StackPaths
+    from devstack.settings import StackPaths
 
     bad = f"5.3.0-{RUN}-bad"
     run_deployment("release/manual", parameters={
@@ -183,7 +183,7 @@ def test_prometheus_stopped_during_the_analysis_never_promotes(tmp_path, stable)
 
 @disruptive
 def test_prefect_api_frozen_for_a_minute_during_a_verify_still_ends_judged(stable):
-    from devstack.stack import StackPaths
+    from devstack.settings import StackPaths
 
     good = f"5.5.0-{RUN}"
     record = json.loads(StackPaths.default().record.read_text())
@@ -258,7 +258,7 @@ def test_docker_engine_restarted_mid_release_is_retried_then_the_release_ends_ju
     """The engine goes away as the build ends (the push, or the step after it when the push
     was quicker): the step fails to reach it, is retried (a transient error), and once the
     engine is back the release goes on to a judged end."""
-    from devstack.stack import StackPaths
+    from devstack.settings import StackPaths
 
     record = json.loads(StackPaths.default().record.read_text())
     if not record.get("dockerd_pid"):

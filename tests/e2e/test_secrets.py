@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("demo")]
 
 
 def _secrets() -> dict[str, str]:
-    from devstack.stack import StackPaths, dockerhub_token, registry_password, webhook_secret
+    from devstack.settings import StackPaths, dockerhub_token, registry_password, webhook_secret
 
     paths = StackPaths.default()
     return {"registry password": registry_password(paths),
@@ -61,7 +61,8 @@ def _everything_prefect_keeps(since) -> list[tuple[str, str]]:
 def test_no_secret_appears_in_logs_artifacts_events_parameters_or_log_files(tmp_path):
     from datetime import UTC, datetime
 
-    from devstack.stack import WEBHOOK, StackPaths
+    from devstack.settings import StackPaths
+    from devstack.stack import WEBHOOK
 
     since = datetime.now(UTC)
     secrets = _secrets()

@@ -29,16 +29,16 @@ LATENCIES: list[float] = []
 
 
 def webhook_secret() -> str:
-    from devstack import stack
+    from devstack import settings
 
-    return stack.webhook_secret(stack.StackPaths.default())
+    return settings.webhook_secret(settings.StackPaths.default())
 
 
 @pytest.fixture(scope="module", autouse=True)
 def docker_login():
-    from devstack import stack
+    from devstack import settings
 
-    password = stack.registry_password(stack.StackPaths.default())
+    password = settings.registry_password(settings.StackPaths.default())
     done = subprocess.run(
         ["docker", "login", "-u", "ferryman", "--password-stdin", REGISTRY],
         input=password, capture_output=True, text=True,

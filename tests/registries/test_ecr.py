@@ -21,7 +21,7 @@ from tasks.errors import (
     SpecError,
 )
 from tasks.registries.ecr import EcrRegistry
-from tasks.spec import EcrRegistrySpec
+from tasks.registries.specs import EcrRegistrySpec
 from tests.registries.servers import free_port
 
 ACCOUNT = "123456789012"  # moto's default account

@@ -34,7 +34,8 @@ from tasks.errors import ImageTooLargeError, RegistryUnavailableError
 from tasks.images import BuiltImage, push_image
 from tasks.registries import RegistryAuth, get_registry, load_auth
 from tasks.registries.ecr import EcrRegistry
-from tasks.spec import DockerHubRegistrySpec, EcrRegistrySpec, GenericRegistrySpec, parse_spec
+from tasks.registries.specs import DockerHubRegistrySpec, EcrRegistrySpec, GenericRegistrySpec
+from tasks.spec import parse_spec
 
 pytestmark = pytest.mark.stack
 

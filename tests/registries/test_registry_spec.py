@@ -10,12 +10,8 @@ from tasks.registries import get_registry
 from tasks.registries.dockerhub import DockerHubRegistry
 from tasks.registries.ecr import EcrRegistry
 from tasks.registries.generic import GenericRegistry
-from tasks.spec import (
-    DockerHubRegistrySpec,
-    EcrRegistrySpec,
-    GenericRegistrySpec,
-    parse_spec,
-)
+from tasks.registries.specs import DockerHubRegistrySpec, EcrRegistrySpec, GenericRegistrySpec
+from tasks.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "deployments" / "demo" / "release.yaml"

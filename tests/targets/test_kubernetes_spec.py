@@ -12,8 +12,8 @@ import yaml
 from kubernetes import client as k8s
 
 from tasks.errors import SpecError, TargetConflictError, TargetError, TargetUnavailableError
-from tasks.spec import KubernetesTargetSpec, load_spec, parse_spec
-from tasks.targets import InFlight, Role, Version, records, validate_target
+from tasks.spec import check_target, load_spec, parse_spec
+from tasks.targets import InFlight, Role, Version, records
 from tasks.targets.kubernetes import (
     PREFIX,
     KubernetesTarget,
@@ -22,6 +22,7 @@ from tasks.targets.kubernetes import (
     template_for,
 )
 from tasks.targets.kubernetes_api import api_error
+from tasks.targets.specs import KubernetesTargetSpec
 from tests.helpers import changed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,7 +125,7 @@ def test_a_manifest_that_is_not_an_object_is_named_by_file_and_document(tmp_path
 def test_without_manifests_the_weights_wait_for_the_cluster(tmp_path):
     data = changed(demo_data(), "target.manifests", KeyError)
     data["strategy"] = {"kind": "canary", "steps": [{"weight": 10}, {"analysis": {}}]}
-    validate_target(parse_spec(data, DEMO))  # no size to check against: no error
+    check_target(parse_spec(data, DEMO))  # no size to check against: no error
 
 
 # -- what the target writes ----------------------------------------------------------------
