@@ -209,7 +209,7 @@ def _rollout(apps, seconds: float) -> str:
     """Wait for the Deployment's rollout by `kubectl rollout status`'s rule (the Kubernetes
     target's own, `rollout`): `complete`, `stalled` (past its progressDeadlineSeconds), or
     `in progress` after `seconds`."""
-    from tasks.targets.kubernetes_rollout import rollout
+    from tasks.platforms.kubernetes.rollout import rollout
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

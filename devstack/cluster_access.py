@@ -271,7 +271,7 @@ def traffic_targets(specs: list) -> list[str]:
     """The traffic generator's TARGETS entries of the Kubernetes apps: `app=main@IP:PORT/`
     for the app's Service and `app=preview@IP:PORT/` for `<service>-preview`, when the
     app's manifests pin their ClusterIPs (no cluster DNS here to find them by name)."""
-    from tasks.targets.manifests import load_manifests
+    from tasks.platforms.kubernetes.manifests import load_manifests
 
     entries = []
     for spec in specs:

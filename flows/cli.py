@@ -14,6 +14,8 @@ import json
 import os
 import sys
 
+from tasks.strategy_kinds import STRATEGY_KINDS
+
 DEFAULT_API_URL = "http://127.0.0.1:4200/api"
 
 
@@ -199,9 +201,9 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from tasks.errors import FerrymanError
+    from tasks.platforms import get_target
     from tasks.registries import load_auth
     from tasks.spec import load_spec
-    from tasks.targets import get_target
 
     try:
         spec = load_spec(args.spec)
@@ -289,7 +291,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="check everything, change nothing")
     r.add_argument("--ignore-window", action="store_true",
                    help="release now even outside the app's upgrade window")
-    r.add_argument("--strategy", choices=["rolling", "blue-green", "canary"],
+    r.add_argument("--strategy", choices=STRATEGY_KINDS,
                    help="instead of the spec's (with that kind's defaults if the spec "
                         "has no settings for it)")
     r.add_argument("--json", action="store_true", help="print one JSON object")

@@ -30,7 +30,7 @@ def event_id(key: Hashable) -> uuid.UUID:
 def running_version(spec: ReleaseSpec) -> str | None:
     """The version the app's target runs now (None: nothing yet): what the tag policy judges
     a new tag against before it is announced."""
-    from tasks.targets import get_target
+    from tasks.platforms import get_target
 
     status = get_target(spec).status()
     return status.current.version if status.current else None

@@ -45,10 +45,10 @@ from pathlib import Path
 from flows import SPECS
 from flows.pushed import EVENT, emit_pushed, event_id, running_version
 from flows.webhook_http import (
-    Answer,
     Headers,
+    HttpRequest,
     Limits,
-    Request,
+    Reply,
     WebhookServer,
     Work,
     limits_for_this_process,
@@ -130,7 +130,7 @@ def read_secrets(secret_file: str | None, dockerhub_token_file: str | None
     return secret, token
 
 
-def authenticate(endpoint: Endpoint, request: Request, secret: str,
+def authenticate(endpoint: Endpoint, request: HttpRequest, secret: str,
                  dockerhub_token: str | None) -> None:
     """Raise WebhookAuthError unless the delivery carries its endpoint's credential.
 
@@ -201,7 +201,7 @@ class Receiver:
                 log.warning("skipping a spec that does not load: %s", str(e).splitlines()[0])
         return loaded
 
-    def admit(self, request: Request) -> Answer | Work:
+    def admit(self, request: HttpRequest) -> Reply | Work:
         """Answer what needs no Prefect and no target (unknown path, refused sender, a body
         that is no delivery), or return the work that announces what the delivery reports.
 
@@ -234,14 +234,14 @@ class Receiver:
         return partial(self.announce, pushed)
 
     def handle(self, path: str, query: dict[str, list[str]], headers: dict[str, str],
-               body: bytes) -> Answer:
+               body: bytes) -> Reply:
         """The status and JSON answer for one POST delivery, all steps at once (tests, tools)."""
-        request = Request("POST", path, query, Headers({k.lower(): v for k, v in headers.items()}),
-                          body)
+        request = HttpRequest("POST", path, query,
+                              Headers({k.lower(): v for k, v in headers.items()}), body)
         admitted = self.admit(request)
         return admitted() if callable(admitted) else admitted
 
-    def announce(self, pushed: list[ImagePushed]) -> Answer:
+    def announce(self, pushed: list[ImagePushed]) -> Reply:
         """Announce each reported tag the policy releases; 202, or 503 when one could not be
         (those that could are remembered, so the sender's retry announces only the rest)."""
         try:

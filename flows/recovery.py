@@ -27,20 +27,25 @@ from flows.reporting import label_run
 from flows.tags import lease_of
 from flows.triggers import release_run_of, spec_path_for
 from tasks.analysis.decision import Decision, Verdict
+from tasks.analysis.prometheus import MetricProvider
 from tasks.errors import FerrymanError
+from tasks.platforms import get_router, get_target
 from tasks.registries import load_auth
 from tasks.releases import Outcome, ReleaseResult
-from tasks.routers import get_router
 from tasks.spec import ReleaseSpec, load_spec
 from tasks.steps import Clock, run_logger
-from tasks.strategies.base import Release, call_task
+from tasks.strategies.base import Release, StepRunner, call_task
 from tasks.strategies.restore import Ending, restore_and_verify
-from tasks.targets import Target, get_target
+from tasks.targets import Target
 
 
-def recover(spec: ReleaseSpec, target: Target, why: str) -> Ending | None:
+def recover(spec: ReleaseSpec, target: Target, why: str, *, step: StepRunner = call_task,
+            provider: MetricProvider | None = None, clock: Clock | None = None
+            ) -> Ending | None:
     """Restore the app's stable version and verify it when a release left it unjudged;
-    returns how it ended, or None when there was nothing to do.
+    returns how it ended, or None when there was nothing to do. `step`, `provider` and
+    `clock` are the Release's (tasks as Prefect task runs, the spec's Prometheus, real time
+    unless given: the in-process tests give their own).
 
     Only for releases that are no longer running: callers hold the app's lock.
     """
@@ -54,8 +59,9 @@ def recover(spec: ReleaseSpec, target: Target, why: str) -> Ending | None:
     log.warning("%s left %s unjudged: restoring %s", left, spec.app,
                 to.version if to else "nothing (no stable version)")
     release = Release(
-        spec=spec, target=target, router=get_router(target),
-        new=status.current or to, stable=to, person=nobody, step=call_task, clock=Clock(),
+        spec=spec, target=target, router=get_router(spec, target),
+        new=status.current or to, stable=to, person=nobody, step=step, provider=provider,
+        clock=clock or Clock(),
     )
     ending = restore_and_verify(release, Decision(Verdict.ROLLBACK, f"{why}: {left} did not "
                                                   "finish"))

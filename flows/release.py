@@ -36,15 +36,14 @@ from flows.reporting import emit, label_run, tag_run
 from flows.tags import digest_tag, version_tag
 from flows.triggers import defer, newer_request, released_before, spec_path_for
 from tasks.errors import FerrymanError
+from tasks.platforms import get_router, get_target
 from tasks.registries import get_registry, load_auth
 from tasks.releases import (
     MeasurementRecord,
     Outcome,
     ReleaseResult,
 )
-from tasks.routers import get_router
 from tasks.spec import (
-    STRATEGY_KINDS,
     ReleaseSpec,
     app_of,
     load_spec,
@@ -55,8 +54,9 @@ from tasks.spec import (
 )
 from tasks.steps import locate, package, push, read_status
 from tasks.strategies import Release, carry_out
+from tasks.strategy_kinds import STRATEGY_KINDS
 from tasks.tag_policy import admit_tag
-from tasks.targets import InFlight, Version, get_target
+from tasks.targets import InFlight, Version
 from tasks.windows import schedule_release
 
 EARLY_START = timedelta(seconds=60)
@@ -108,7 +108,7 @@ def _app_choices() -> type[StrEnum] | type[str]:
 
 
 App = _app_choices()
-StrategyChoice = Literal["as the spec says", "rolling", "blue-green", "canary"]
+StrategyChoice = Literal[("as the spec says", *STRATEGY_KINDS)]
 
 
 class BuildArg(BaseModel):
@@ -333,7 +333,7 @@ def _locked(spec: ReleaseSpec, request: Request, steps: StepClock) -> State:
                 for r in measurement_records(a.result, a.version.version, a.step)]
 
     the_release = Release(
-        spec=spec, target=target, router=get_router(target), new=new, stable=before,
+        spec=spec, target=target, router=get_router(spec, target), new=new, stable=before,
         person=ask_a_person(spec, result, measured), interrupted=abort_requested(run.id),
         step=timed(steps),
     )

@@ -16,7 +16,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.context import get_run_context
+from prefect.context import FlowRunContext, get_run_context
 from prefect.events import emit_event
 
 from flows.tags import app_tag, label_tags
@@ -38,8 +38,12 @@ def label_run(spec: ReleaseSpec, name: str, strategy: str, trigger: str = "manua
     The name needs the version that runs now, which is only known inside the run. `trigger`
     is `manual`, `webhook` or `poller`; a manual run started through a deployment shows as
     `deployment` (the UI, `prefect deployment run`), one started by the CLI as `cli`.
+    Outside a flow run (a test calling the code in-process) there is no run to name.
     """
-    run = get_run_context().flow_run
+    context = FlowRunContext.get()
+    if context is None:
+        return
+    run = context.flow_run
     if trigger == "manual":
         trigger = "deployment" if run.deployment_id else "cli"
     with get_client(sync_client=True) as client:

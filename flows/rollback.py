@@ -11,15 +11,16 @@ from flows.outcome import StepClock, finish, measurement_records, timed
 from flows.recovery import nobody
 from flows.reporting import label_run
 from tasks.analysis.decision import Decision, Verdict
+from tasks.analysis.prometheus import MetricProvider
 from tasks.errors import FerrymanError, TargetError
+from tasks.platforms import get_router, get_target
 from tasks.registries import load_auth
 from tasks.releases import Outcome, ReleaseResult
-from tasks.routers import get_router
 from tasks.spec import ReleaseSpec, load_spec
-from tasks.steps import mark_stable, read_status
-from tasks.strategies.base import Release
+from tasks.steps import Clock, promote, read_status
+from tasks.strategies.base import Release, StepRunner
 from tasks.strategies.restore import restore_and_verify
-from tasks.targets import TargetStatus, Version, get_target
+from tasks.targets import Target, TargetStatus, Version
 
 
 def rollback_point(status: TargetStatus) -> Version:
@@ -44,13 +45,19 @@ def rollback_release(spec_path: str) -> State:
     steps = StepClock()
     spec = load_spec(spec_path)
     with app_lock(spec.app, clear_dead=bury_dead_holders):
-        return _rollback(spec, steps)
+        target = get_target(spec, load_auth(spec.registry))
+        result = roll_back(spec, target, timed(steps))
+        return finish(spec, result, steps)
 
 
-def _rollback(spec: ReleaseSpec, steps: StepClock) -> State:
-    """The rollback itself, run while holding the app's release slot."""
-    target = get_target(spec, load_auth(spec.registry))
-    status = read_status(target)
+def roll_back(spec: ReleaseSpec, target: Target, step: StepRunner,
+              provider: MetricProvider | None = None, clock: Clock | None = None
+              ) -> ReleaseResult:
+    """The rollback itself, run while holding the app's release slot: restore the rollback
+    point, verify it, and promote it when it verified; returns the record. `step` runs each
+    task (timed task runs in the flow; the functions themselves in-process), `provider` and
+    `clock` are the analysis' (the spec's Prometheus and real time unless given)."""
+    status = step(read_status, target)
     current = status.current
     result = ReleaseResult(
         app=spec.app, version=current.version if current else "none", strategy="rollback",
@@ -63,16 +70,16 @@ def _rollback(spec: ReleaseSpec, steps: StepClock) -> State:
             "version": to.version, "image": to.image, "digest": to.image.rpartition("@")[2],
             "previous_version": current.version, "previous_image": current.image,
         })
-        release = Release(spec=spec, target=target, router=get_router(target), new=current,
-                          stable=to, person=nobody, step=timed(steps))
+        release = Release(spec=spec, target=target, router=get_router(spec, target),
+                          new=current, stable=to, person=nobody, step=step, provider=provider,
+                          clock=clock or Clock())
         ending = restore_and_verify(
             release, Decision(Verdict.ROLLBACK, f"rollback of {current.version} asked for"))
         result.rollback_measurements = measurement_records(ending.restored, to.version,
                                                            "restored")
         if ending.outcome is Outcome.ROLLED_BACK:
-            with steps.step("promote"):
-                mark_stable(target, to)
+            step(promote, target, to)
         result.outcome, result.reason = ending.outcome, ending.reason
     except FerrymanError as e:
         result.reason = f"{e.__class__.__name__}: {e}"
-    return finish(spec, result, steps)
+    return result

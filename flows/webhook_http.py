@@ -55,8 +55,8 @@ _TARGET = re.compile(r"/[\x21-\x7e]*")
 _METHODS = ("GET", "POST")
 log = logging.getLogger("ferryman.webhook")
 
-Answer = tuple[int, dict]
-Work = Callable[[], Answer]
+Reply = tuple[int, dict]
+Work = Callable[[], Reply]
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Headers(dict):
 
 
 @dataclass(frozen=True)
-class Request:
+class HttpRequest:
     """One complete, well-formed request."""
 
     method: str
@@ -97,8 +97,8 @@ class Request:
 
 
 class Handler(Protocol):
-    def admit(self, request: Request) -> Answer | Work:
-        """Answer now (on the event loop: nothing slow), or return the work that answers."""
+    def admit(self, request: HttpRequest) -> Reply | Work:
+        """Reply now (on the event loop: nothing slow), or return the work that answers."""
 
 
 class HttpError(Exception):
@@ -324,7 +324,7 @@ class WebhookServer:
         log.info("%s %s %s", request.method, request.path, status)
         await self._send(writer, response(status, answer, headers))
 
-    async def _read(self, reader: asyncio.StreamReader, connection: _Connection) -> Request:
+    async def _read(self, reader: asyncio.StreamReader, connection: _Connection) -> HttpRequest:
         limits = self.limits
         line = await self._line(reader, connection.opened + limits.idle_timeout)
         connection.idle = False
@@ -350,7 +350,7 @@ class WebhookServer:
         if length and (headers.get("expect") or "").lower() == "100-continue":
             connection.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits for it
         body = await self._within(reader.readexactly(length), deadline) if length else b""
-        return Request(method, path, query, headers, body)
+        return HttpRequest(method, path, query, headers, body)
 
     async def _line(self, reader: asyncio.StreamReader, deadline: float) -> bytes:
         try:
@@ -372,7 +372,7 @@ class WebhookServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             raise _Gone() from None
 
-    async def _answer(self, request: Request) -> tuple[int, dict, dict[str, str]]:
+    async def _answer(self, request: HttpRequest) -> tuple[int, dict, dict[str, str]]:
         admitted = self._handler.admit(request)
         if not callable(admitted):
             return (*admitted, {})

@@ -1,1 +1,3 @@
-"""Ferryman's release steps: each module handles one thing (images, targets, analysis)."""
+"""Ferryman's release steps and what they work on: the spec (`spec.py`), images and
+registries, the platforms and their targets and routers, analysis, strategies, windows and
+tag policies. Nothing here imports `flows/`."""

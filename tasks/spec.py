@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 import yaml
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from tasks.analysis.variables import QUERY_VARIABLES
 from tasks.durations import Seconds
 from tasks.errors import SpecError
 from tasks.fields import (
@@ -33,17 +34,12 @@ from tasks.fields import (
     existing_path,
     format_validation_error,
 )
+from tasks.platforms import PLATFORMS
 from tasks.registries.specs import REGISTRY_KINDS, DockerHubRegistrySpec, RegistrySpec
 from tasks.routers.replicas import check_weights
+from tasks.strategy_kinds import STRATEGY_KINDS
 from tasks.tag_policy import TagPolicy
-from tasks.targets.specs import TARGET_KINDS, TargetSpec, declared_replicas, kubernetes_names
 from tasks.windows import UpgradeWindow
-
-QUERY_VARIABLES = frozenset(
-    {"app", "version", "previous_version", "service", "namespace", "step"}
-)
-"""Names a metric query may use as `${name}`; `tasks.analysis.runner` fills them per release."""
-
 
 
 class ImageSpec(SpecModel):
@@ -278,10 +274,10 @@ class CanaryStrategy(SpecModel):
         return [step.weight for step in self.steps if isinstance(step, WeightStep)]
 
 
-STRATEGY_KINDS = ("rolling", "blue-green", "canary")
 STRATEGIES: dict[str, type[SpecModel]] = {
     "rolling": RollingStrategy, "blue-green": BlueGreenStrategy, "canary": CanaryStrategy,
 }
+"""The strategies' models by `strategy.kind`, in the order of `STRATEGY_KINDS`."""
 
 
 def _strategy_by_kind(value: object) -> object:
@@ -290,10 +286,25 @@ def _strategy_by_kind(value: object) -> object:
 
 
 StrategySpec = Annotated[
-    Annotated[RollingStrategy | BlueGreenStrategy | CanaryStrategy, Field(discriminator="kind")],
+    Annotated[Union[tuple(STRATEGIES.values())], Field(discriminator="kind")],  # noqa: UP007
     BeforeValidator(_strategy_by_kind),
 ]
 """How the new version reaches users: one model per `strategy.kind`."""
+
+TARGET_KINDS = tuple(PLATFORMS)
+TargetSpec = Annotated[
+    Union[tuple(p.spec for p in PLATFORMS.values())],  # noqa: UP007 (built from the table)
+    Field(discriminator="kind"),
+]
+"""Where the app runs: one model per `target.kind`, from the platforms' table."""
+
+
+class RouterSpec(SpecModel):
+    """Who decides which workload answers on the app's address."""
+
+    kind: str | None = None
+    """One of the target platform's routers (`replicas` on Swarm and on Kubernetes: shares
+    set by replica counts behind the app's address); the platform's default when absent."""
 
 
 class ReleaseSpec(SpecModel):
@@ -303,6 +314,7 @@ class ReleaseSpec(SpecModel):
     image: ImageSpec
     registry: RegistrySpec
     target: TargetSpec
+    router: RouterSpec = RouterSpec()
     strategy: StrategySpec = RollingStrategy()
     analysis: AnalysisSpec
     window: UpgradeWindow | None = None
@@ -314,8 +326,28 @@ class ReleaseSpec(SpecModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_kubernetes_names(cls, value: object) -> object:
-        return kubernetes_names(value)
+    def _platform_defaults(cls, value: object) -> object:
+        """The `target:` keys its platform takes from the app's name (Kubernetes'
+        `deployment` and `service`)."""
+        if not isinstance(value, dict) or not isinstance(value.get("target"), dict):
+            return value
+        kind = value["target"].get("kind")
+        platform = PLATFORMS.get(kind) if isinstance(kind, str) else None
+        if platform is None or not isinstance(value.get("app"), str):
+            return value
+        return {**value, "target": platform.with_defaults(value["target"], value["app"])}
+
+    @field_validator("router")
+    @classmethod
+    def _router_of_the_platform(cls, value: RouterSpec, info: ValidationInfo) -> RouterSpec:
+        target = info.data.get("target")
+        if target is None:
+            return value  # the target's own error says what is wrong
+        routers = PLATFORMS[target.kind].routers
+        if value.kind is not None and value.kind not in routers:
+            raise ValueError(f"no router {value.kind!r} on {target.kind} (known: "
+                             f"{', '.join(routers)})")
+        return value
 
     @field_validator("registry")
     @classmethod
@@ -349,7 +381,7 @@ def with_strategy(spec: ReleaseSpec, kind: str) -> ReleaseSpec:
 def check_target(spec: ReleaseSpec) -> None:
     """Check the orchestration files a spec names, and that the platform can give the
     strategy's traffic shares; raises SpecError. Touches no platform."""
-    replicas = declared_replicas(spec.target)
+    replicas = PLATFORMS[spec.target.kind].declared_replicas(spec.target)
     if replicas is not None and isinstance(spec.strategy, CanaryStrategy):
         check_weights(spec.strategy.weights(), replicas, "strategy.steps")
 

@@ -21,6 +21,7 @@ from prefect.logging import get_run_logger
 from tasks.analysis.measurement import Measurement, Phase
 from tasks.analysis.prometheus import MetricProvider, PrometheusProvider
 from tasks.analysis.runner import AnalysisResult, Watch, run_analysis
+from tasks.analysis.variables import query_variables
 from tasks.errors import retry_transient
 from tasks.images import (
     BuiltImage,
@@ -55,7 +56,7 @@ class Clock:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
-class Progress:
+class ProgressBar:
     """The progress artifact of an analysis in the Prefect UI (nothing outside a run)."""
 
     def __init__(self, spec: ReleaseSpec, version: Version, step: str) -> None:
@@ -135,10 +136,10 @@ def read_status(target: Target) -> TargetStatus:
     return status
 
 
-@task(name="mark", task_run_name="mark the release of {mark.version}", **RETRIED)
-def begin(target: Target, mark: InFlight, restore_point: Version | None) -> None:
+@task(name="mark", task_run_name="mark the release of {in_flight.version}", **RETRIED)
+def mark(target: Target, in_flight: InFlight, restore_point: Version | None) -> None:
     """Record on the stable workload that a release is under way, and what it restores."""
-    target.begin(mark, restore_point)
+    target.mark(in_flight, restore_point)
 
 
 @task(name="deploy", task_run_name="deploy {version.version} as {role.value}", **RETRIED)
@@ -150,12 +151,12 @@ def deploy(
 
 
 @task(name="wait", task_run_name="wait for {version.version} as {role.value}", **RETRIED)
-def wait_ready(target: Target, role: Role, version: Version, ready: int = 0) -> None:
+def wait(target: Target, role: Role, version: Version, ready: int = 0) -> None:
     """Wait until `ready` replicas (0: all) of the role serve `version`."""
     target.wait(role, version, progress=run_logger().info, ready=ready)
 
 
-@task(name="traffic", task_run_name="canary at {weight}%", **RETRIED)
+@task(name="set weight", task_run_name="canary at {weight}%", **RETRIED)
 def set_weight(router: Router, weight: int) -> float:
     """Give the canary `weight` percent of the app's traffic; returns the share it got."""
     return router.set_weight(weight, progress=run_logger().info)
@@ -167,36 +168,23 @@ def switch(router: Router, to: Role) -> None:
     router.switch(to, progress=run_logger().info)
 
 
-@task(name="retire", task_run_name="remove the {role.value}", **RETRIED)
+@task(name="retire", task_run_name="retire the {role.value}", **RETRIED)
 def retire(target: Target, role: Role) -> None:
     """Remove a role's workload (a canary, a preview)."""
     target.remove(role, progress=run_logger().info)
 
 
 @task(name="promote", task_run_name="promote {new.version}", **RETRIED)
-def mark_stable(target: Target, new: Version) -> None:
+def promote(target: Target, new: Version) -> None:
     """Mark `new` as the stable version on the target and clear the release's mark."""
-    target.finish(stable=new)
+    target.unmark(stable=new)
     run_logger().info("%s is now the stable version", new.version)
 
 
-@task(name="unmark", **RETRIED)
+@task(name="unmark", task_run_name="clear the release's mark", **RETRIED)
 def unmark(target: Target) -> None:
     """Clear the release's mark: the app is back on a judged version (or reported not)."""
-    target.finish(stable=None)
-
-
-@task(name="roll back", task_run_name="restore {to.version}", **RETRIED)
-def restore(target: Target, to: Version) -> None:
-    """Put the stable workload back on `to`, all replicas at once, and wait."""
-    target.restore(to, progress=run_logger().info)
-
-
-@task(name="remove", **RETRIED)
-def remove_app(target: Target) -> None:
-    """Remove every workload of an app that has no earlier version to go back to."""
-    for role in (Role.CANARY, Role.PREVIEW, Role.STABLE):
-        target.remove(role, progress=run_logger().info)
+    target.unmark(stable=None)
 
 
 @task(name="verify", task_run_name="verify {version.version} {step}", cache_policy=NONE)
@@ -222,7 +210,7 @@ def verify(
     provider = provider or PrometheusProvider(analysis.prometheus, analysis.query_timeout)
     clock = clock or Clock()
     total = analysis.count * len(analysis.metrics)
-    progress = Progress(spec, version, step)
+    progress = ProgressBar(spec, version, step)
     taken = 0
 
     def on_measurement(m: Measurement) -> None:
@@ -234,14 +222,8 @@ def verify(
         )
         progress.update(min(100.0, 100.0 * taken / total))
 
-    variables = {
-        "app": spec.app,
-        "version": version.version,
-        "previous_version": previous.version if previous else "",
-        "service": spec.target.service,
-        "namespace": (spec.target.namespace or "") if spec.target.kind == "kubernetes" else "",
-        "step": step,
-    }
+    variables = query_variables(spec.app, spec.target, version.version,
+                                previous.version if previous else None, step)
     log.info(
         "analysing %s %s%s: %d x %d metric(s) every %gs after %gs",
         spec.app, version.version, f" ({step})" if step else "", analysis.count,

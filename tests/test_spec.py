@@ -7,7 +7,16 @@ import yaml
 
 from tasks.durations import parse_duration
 from tasks.errors import SpecError
-from tasks.spec import find_spec, load_spec, parse_spec, validate_digest, validate_version
+from tasks.spec import (
+    STRATEGIES,
+    find_spec,
+    load_spec,
+    parse_spec,
+    validate_digest,
+    validate_version,
+)
+from tasks.strategies import MODULES
+from tasks.strategy_kinds import STRATEGY_KINDS
 from tests.helpers import changed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +46,11 @@ def test_demo_spec_is_valid():
     assert spec.app == "demo" and spec.analysis.interval == 4.0
     assert spec.image.context == (ROOT / "examples" / "demo-app").resolve()
     assert spec.source == DEMO
+    assert spec.router.kind is None  # the platform's default router
+
+
+def test_a_spec_may_name_the_platforms_router():
+    assert parse(with_change("router", {"kind": "replicas"})).router.kind == "replicas"
 
 
 @pytest.mark.parametrize(
@@ -59,6 +73,8 @@ def test_demo_spec_is_valid():
             ("strategy", {"kind": "canary", "steps": [{"weight": 30}]},
              "strategy.steps: no analysis step"),
         ("target.kind", "nomad", "target.kind: 'nomad' is not one of 'swarm', 'kubernetes'"),
+        ("router", {"kind": "mesh"}, "router: no router 'mesh' on swarm (known: replicas)"),
+        ("router", {"weights": 1}, "router.weights: Extra inputs are not permitted"),
         ("target.stack_file", "missing.yml", "target.stack_file: stack file"),
         ("image.context", "nowhere", "image.context: build context"),
         ("registry.url", "http://x", "registry.url: String should match pattern"),
@@ -222,3 +238,8 @@ def test_digest_must_be_a_sha256_digest():
     assert validate_digest("sha256:" + "a" * 64)
     with pytest.raises(SpecError, match="'sha256:abc' is not an image digest"):
         validate_digest("sha256:abc")
+
+
+def test_every_strategy_kind_has_a_model_and_a_module():
+    assert tuple(STRATEGIES) == STRATEGY_KINDS == tuple(MODULES)
+    assert all(STRATEGIES[kind]().kind == kind for kind in STRATEGY_KINDS)

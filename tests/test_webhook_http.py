@@ -13,8 +13,8 @@ import pytest
 
 from flows.webhook_http import (
     MAX_HEAD,
+    HttpRequest,
     Limits,
-    Request,
     WebhookServer,
     limits_for_this_process,
 )
@@ -26,11 +26,11 @@ class Handler:
     """Answers 200 with what it was given; `/work` runs in the pool, `/slow` waits for `go`."""
 
     def __init__(self) -> None:
-        self.requests: list[Request] = []
+        self.requests: list[HttpRequest] = []
         self.go = threading.Event()
         self.running = threading.Semaphore(0)
 
-    def admit(self, request: Request):
+    def admit(self, request: HttpRequest):
         self.requests.append(request)
         answer = {"path": request.path, "length": len(request.body),
                   "query": request.query, "auth": request.headers.get("AUTHORIZATION")}

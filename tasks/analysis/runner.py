@@ -35,7 +35,8 @@ def policy_of(analysis: AnalysisSpec) -> Policy:
 
 
 def render_query(metric: MetricSpec, variables: dict[str, str]) -> str:
-    """Fill a metric's `${...}` placeholders (validated against QUERY_VARIABLES by the spec)."""
+    """Fill a metric's `${...}` placeholders with `variables` (tasks/analysis/variables.py:
+    the spec checked their names)."""
     return string.Template(metric.query).substitute(variables)
 
 

@@ -8,7 +8,7 @@ from types import ModuleType
 from tasks.analysis.decision import Decision, Verdict
 from tasks.errors import DeployFailed, FerrymanError, SpecError
 from tasks.releases import Outcome
-from tasks.steps import begin
+from tasks.steps import mark
 from tasks.strategies import blue_green, canary, rolling
 from tasks.strategies.base import Aborted, Release, passed
 from tasks.strategies.restore import Ending, restore_and_verify
@@ -16,20 +16,21 @@ from tasks.targets import InFlight
 
 __all__ = ["Aborted", "Ending", "Release", "carry_out", "strategy_module"]
 
-STRATEGIES: dict[str, ModuleType] = {
+MODULES: dict[str, ModuleType] = {
     "rolling": rolling, "blue-green": blue_green, "canary": canary,
 }
+"""The module that runs each of the spec's `strategy.kind`s (tasks.spec.STRATEGIES)."""
 
 
 def strategy_module(kind: str) -> ModuleType:
     """The module of a strategy kind; an unknown kind is an error, not a default."""
     try:
-        return STRATEGIES[kind]
+        return MODULES[kind]
     except KeyError:
         raise SpecError(f"strategy.kind: no strategy {kind!r}") from None
 
 
-def carry_out(release: Release, mark: InFlight) -> Ending:
+def carry_out(release: Release, in_flight: InFlight) -> Ending:
     """Mark the release on the stable workload, run its strategy, then promote the new
     version or restore the stable one and verify it.
 
@@ -43,7 +44,7 @@ def carry_out(release: Release, mark: InFlight) -> Ending:
         release.notes.append(f"first install: deployed directly instead of "
                              f"{release.spec.strategy.kind}")
         strategy = rolling
-    release.step(begin, release.target, mark, release.stable)
+    release.step(mark, release.target, in_flight, release.stable)
     try:
         decision = strategy.run(release)
         if passed(decision):

@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+from tasks import steps
 from tasks.analysis.decision import Decision, Verdict
-from tasks.steps import deploy, mark_stable, retire, switch
+from tasks.steps import deploy, retire, switch
 from tasks.strategies.base import Release, passed
 from tasks.targets import Role
 
@@ -61,4 +62,4 @@ def promote(release: Release) -> None:
     release.step(deploy, target, Role.STABLE, release.new, target.replicas)
     release.step(switch, release.router, Role.STABLE)
     release.step(retire, target, Role.PREVIEW)
-    release.step(mark_stable, target, release.new)
+    release.step(steps.promote, target, release.new)

@@ -10,9 +10,10 @@ A failure at any step rolls back at once: users only ever got the canary's share
 
 from __future__ import annotations
 
+from tasks import steps
 from tasks.analysis.decision import Decision, Verdict
 from tasks.spec import AnalysisStep, ApproveStep, PauseStep, WeightStep
-from tasks.steps import deploy, mark_stable, retire, set_weight
+from tasks.steps import deploy, retire, set_weight
 from tasks.strategies.base import Release, passed
 from tasks.targets import Role
 
@@ -51,4 +52,4 @@ def promote(release: Release) -> None:
     target = release.target
     release.step(deploy, target, Role.STABLE, release.new, target.replicas)
     release.step(retire, target, Role.CANARY)
-    release.step(mark_stable, target, release.new)
+    release.step(steps.promote, target, release.new)

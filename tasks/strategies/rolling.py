@@ -10,9 +10,10 @@ the new version.
 
 from __future__ import annotations
 
+from tasks import steps
 from tasks.analysis.decision import Decision, Verdict
 from tasks.errors import DeployFailed
-from tasks.steps import deploy, mark_stable, wait_ready
+from tasks.steps import deploy, wait
 from tasks.strategies.base import Release, passed
 from tasks.targets import Role
 
@@ -20,7 +21,7 @@ from tasks.targets import Role
 def run(release: Release) -> Decision:
     target, new = release.target, release.new
     release.step(deploy, target, Role.STABLE, new, target.replicas, wait=False)
-    release.step(wait_ready, target, Role.STABLE, new, ready=1)
+    release.step(wait, target, Role.STABLE, new, ready=1)
 
     def deploy_failed() -> Decision | None:
         try:
@@ -31,9 +32,9 @@ def run(release: Release) -> Decision:
 
     decision = release.analyse("rolling", watch=deploy_failed)
     if passed(decision):
-        release.step(wait_ready, target, Role.STABLE, new)
+        release.step(wait, target, Role.STABLE, new)
     return decision
 
 
 def promote(release: Release) -> None:
-    release.step(mark_stable, release.target, release.new)
+    release.step(steps.promote, release.target, release.new)

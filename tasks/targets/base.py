@@ -132,7 +132,7 @@ class Target(Protocol):
         """Read every role's workload and what the stable one records."""
         ...
 
-    def begin(self, mark: InFlight, restore_point: Version | None) -> None:
+    def mark(self, in_flight: InFlight, restore_point: Version | None) -> None:
         """Record, on the stable workload and before anything changes, that a release is
         under way and what it restores; changes nothing that runs."""
         ...
@@ -170,6 +170,6 @@ class Target(Protocol):
         """Remove a role's workload (the stable one only when there is nothing to restore)."""
         ...
 
-    def finish(self, stable: Version | None) -> None:
+    def unmark(self, stable: Version | None) -> None:
         """Clear the release's mark; with `stable`, record it as the stable version."""
         ...

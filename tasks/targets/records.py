@@ -11,6 +11,11 @@ from __future__ import annotations
 from tasks.targets.base import InFlight, Version
 
 RELEASE = "release."
+MANAGED = "managed"
+"""Set on a workload once Ferryman has recorded on it."""
+TEMPLATE = "template"
+"""A version's whole task or pod template (JSON), so that a rollback restores the environment,
+command and limits it ran with, not only its image."""
 
 
 def version_entries(prefix: str, which: str, version: Version | None) -> dict[str, str]:
@@ -43,6 +48,29 @@ def mark_of(entries: dict[str, str], prefix: str) -> InFlight | None:
 def without_mark(entries: dict[str, str], prefix: str) -> dict[str, str]:
     """`entries` less the release's mark."""
     return {k: v for k, v in entries.items() if not k.startswith(f"{prefix}{RELEASE}")}
+
+
+def marked(entries: dict[str, str], prefix: str, in_flight: InFlight,
+           restore_point: Version | None) -> dict[str, str]:
+    """`entries` with a release's mark and what it restores. A workload Ferryman has not
+    recorded on yet gets what runs now as its stable version: the only known good."""
+    out = dict(entries)
+    if restore_point is not None and f"{prefix}{MANAGED}" not in out:
+        out |= version_entries(prefix, "stable.", restore_point)
+    return (out | {f"{prefix}{MANAGED}": "true"} | mark_entries(prefix, in_flight)
+            | version_entries(prefix, "previous.", restore_point))
+
+
+def unmarked(entries: dict[str, str], prefix: str, stable: Version | None) -> dict[str, str]:
+    """`entries` less the release's mark; with `stable`, recording it (and the template it
+    runs with) as the stable version."""
+    out = without_mark(entries, prefix)
+    if stable is not None:
+        out |= version_entries(prefix, "stable.", stable)
+        template = out.get(f"{prefix}{TEMPLATE}")
+        if template:
+            out[f"{prefix}stable.{TEMPLATE}"] = template
+    return out
 
 
 def tag_of(image: str) -> str:

@@ -23,8 +23,8 @@ def test_deployment_run_is_executed_by_the_worker_and_promoted():
     assert run.work_pool_name == "ferryman"
     assert run.name.endswith(f"-> {version}")
     assert "within thresholds" in run.state.message
+    from tasks.platforms import get_target
     from tasks.spec import load_spec
-    from tasks.targets import get_target
 
     spec = load_spec(Path(__file__).parents[2] / "deployments" / "demo" / "release.yaml")
     status = get_target(spec).status()

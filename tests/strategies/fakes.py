@@ -45,7 +45,7 @@ class FakeTarget:
     workloads: dict[Role, FakeWorkload] = field(default_factory=dict)
     stable: Version | None = None
     previous: Version | None = None
-    mark: InFlight | None = None
+    in_flight: InFlight | None = None
     broken: set[str] = field(default_factory=set)
     """Versions whose replicas never start: deploying them raises DeployFailed."""
     restore_fails: bool = False
@@ -79,15 +79,15 @@ class FakeTarget:
             stable=self.stable, previous=self.previous,
             desired_replicas=main.replicas if main else 0,
             running_replicas=main.replicas if main else 0,
-            in_flight=self.mark,
+            in_flight=self.in_flight,
             workloads=tuple(Workload(role, w.version, w.replicas, w.replicas,
                                      w.on_app_address and w.replicas > 0)
                             for role, w in self.workloads.items()),
         )
 
-    def begin(self, mark: InFlight, restore_point: Version | None) -> None:
-        self.mark, self.previous = mark, restore_point
-        self.calls.append(f"begin {mark.version}")
+    def mark(self, in_flight: InFlight, restore_point: Version | None) -> None:
+        self.in_flight, self.previous = in_flight, restore_point
+        self.calls.append(f"mark {in_flight.version}")
 
     def _start(self, version: Version) -> None:
         if version.version in self.broken:
@@ -129,11 +129,11 @@ class FakeTarget:
         if self.workloads.pop(role, None) is not None:
             self._changed(f"remove {role.value}")
 
-    def finish(self, stable: Version | None) -> None:
-        self.mark = None
+    def unmark(self, stable: Version | None) -> None:
+        self.in_flight = None
         if stable is not None:
             self.stable = stable
-        self.calls.append(f"finish {stable.version if stable else '-'}")
+        self.calls.append(f"unmark {stable.version if stable else '-'}")
 
 
 class FakeRouter:

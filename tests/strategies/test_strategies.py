@@ -83,7 +83,7 @@ def assert_only(target: FakeTarget, version: Version) -> None:
     stable = target.workloads[Role.STABLE]
     assert (stable.version, stable.replicas, stable.on_app_address) == (
         version, target.replicas, True)
-    assert target.mark is None
+    assert target.in_flight is None
 
 
 FAIL = 0.5  # an error rate above the demo's max 0.05
@@ -138,8 +138,8 @@ def test_blue_green_keeps_the_old_version_for_the_scale_down_delay():
     # After the delay, the stable workload takes the judged version and the app's address
     # goes back to it; then the preview goes.
     assert target.calls == [
-        "begin 2.0.0", "run preview 2.0.0 x2", "address preview on", "scale stable x0",
-        "run stable 2.0.0 x2", "scale preview x0", "remove preview", "finish 2.0.0",
+        "mark 2.0.0", "run preview 2.0.0 x2", "address preview on", "scale stable x0",
+        "run stable 2.0.0 x2", "scale preview x0", "remove preview", "unmark 2.0.0",
     ]
 
 
@@ -164,7 +164,7 @@ def test_restore_that_fails_names_what_runs_now():
     assert ending.outcome is Outcome.FAILED
     assert "the restore failed" in ending.reason
     assert "running now: stable workload on 2.0.0 (2/2)" in ending.reason
-    assert target.mark is not None  # left for recovery to finish
+    assert target.in_flight is not None  # left for recovery to finish
 
 
 @pytest.mark.parametrize("strategy", ["rolling", "blue-green", CANARY])

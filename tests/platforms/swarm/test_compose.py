@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import SpecError
-from tasks.targets.compose import load_service
+from tasks.platforms.swarm.compose import load_service
 
-DEMO_STACK = Path(__file__).resolve().parents[2] / "deployments" / "demo" / "stack.yml"
+DEMO_STACK = Path(__file__).resolve().parents[3] / "deployments" / "demo" / "stack.yml"
 
 
 def write(tmp_path: Path, text: str) -> Path:

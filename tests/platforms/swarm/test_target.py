@@ -22,16 +22,17 @@ import pytest
 import yaml
 
 from tasks.errors import DeployFailed, TargetError
-from tasks.routers.swarm import SwarmRouter
+from tasks.platforms import get_target
+from tasks.platforms.swarm.replicas import SwarmReplicasRouter
+from tasks.platforms.swarm.target import SwarmTarget
 from tasks.spec import ReleaseSpec, parse_spec
-from tasks.targets import InFlight, Role, get_target
+from tasks.targets import InFlight, Role
 from tasks.targets.base import Version
-from tasks.targets.swarm import SwarmTarget
 from tests.helpers import Lines
 
 pytestmark = [pytest.mark.stack, pytest.mark.xdist_group("swarm-target")]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "deployments" / "demo"
 CONTEXT = ROOT / "examples" / "demo-app"
 IMAGE_REPOSITORY = "ferryman-test/swarm"
@@ -146,7 +147,8 @@ def make_target(tmp_path, service_name, docker_client) -> Callable[..., SwarmTar
              **target: object) -> SwarmTarget:
         kwargs = {k: target.pop(k) for k in ("clock",) if k in target}
         spec = write_spec(tmp_path, service_name, service_changes, stack_secrets, **target)
-        return SwarmTarget(spec, auth=None, client=docker_client, poll_seconds=0.5, **kwargs)
+        return SwarmTarget(spec.app, spec.target, auth=None, client=docker_client,
+                           poll_seconds=0.5, **kwargs)
 
     return make
 
@@ -162,7 +164,7 @@ MARK = InFlight("test-run", "next", "2026-11-27T00:00:00+00:00")
 def deploy(target: SwarmTarget, new: Version, restore_point: Version | None,
            progress: Lines | None = None) -> None:
     """What a rolling release does to the stable service: mark it, then move it."""
-    target.begin(MARK, restore_point)
+    target.mark(MARK, restore_point)
     target.run(Role.STABLE, new, target.replicas, progress if progress is not None else Lines())
 
 
@@ -245,7 +247,7 @@ def test_get_target_builds_a_swarm_target_for_the_specs_service(
 
 
 def test_finish_and_restore_of_a_missing_service(target, images):
-    target.finish(images["good"])  # nothing to record on: a no-op
+    target.unmark(images["good"])  # nothing to record on: a no-op
     with pytest.raises(TargetError, match="vanished"):
         target.restore(images["good"], Lines())
 
@@ -294,7 +296,7 @@ def test_deploy_records_restore_point_and_runs_new_version_on_every_replica(
 ):
     good, good2 = images["good"], images["good2"]
     deploy(target, good, None)
-    target.finish(good)
+    target.unmark(good)
     progress = Lines()
 
     deploy(target, good2, good, progress)
@@ -318,12 +320,12 @@ def test_finish_sets_stable_and_clears_the_mark_without_restarting_tasks(
 ):
     good, good2 = images["good"], images["good2"]
     deploy(target, good, None)
-    target.finish(good)
+    target.unmark(good)
     deploy(target, good2, good)
     tasks_before = sorted(t["ID"] for t in all_tasks(docker_client, service_name))
     template_before = service_attrs(docker_client, service_name)["Spec"]["TaskTemplate"]
 
-    target.finish(good2)
+    target.unmark(good2)
 
     status = target.status()
     assert status.stable == good2 and status.current == good2
@@ -336,10 +338,10 @@ def test_finish_sets_stable_and_clears_the_mark_without_restarting_tasks(
 
 def test_marking_a_release_restarts_nothing(target, images, docker_client, service_name):
     deploy(target, images["good"], None)
-    target.finish(images["good"])
+    target.unmark(images["good"])
     tasks_before = sorted(t["ID"] for t in all_tasks(docker_client, service_name))
 
-    target.begin(MARK, images["good"])
+    target.mark(MARK, images["good"])
 
     assert target.status().in_flight == MARK
     wait_until_no_update_runs(docker_client, service_name)
@@ -354,7 +356,7 @@ def test_restores_the_recorded_version_with_its_whole_definition(
     good, good2 = images["good"], images["good2"]
     target = make_target({"environment": {"GREETING": "old"}})
     deploy(target, good, None)
-    target.finish(good)
+    target.unmark(good)
     edited = make_target({"environment": {"GREETING": "new"}})
     deploy(edited, good2, good)
     assert "GREETING=new" in container_env(docker_client, service_name)
@@ -428,7 +430,7 @@ def test_paused_update_fails_deploy_and_restore_brings_back_exactly_the_stable_r
     target = make_target(update_config={"failure_action": "pause"})
     good, crash = images["good"], images["crash"]
     deploy(target, good, None)
-    target.finish(good)
+    target.unmark(good)
 
     with pytest.raises(DeployFailed, match=r"Swarm paused the update of .* to crash"):
         deploy(target, crash, good)
@@ -451,9 +453,9 @@ def test_crash_loop_fails_deploy_naming_the_version_and_restore_brings_back_stab
     target = make_target(update_config={"failure_action": "continue"})
     good, good2, crash = images["good"], images["good2"], images["crash"]
     deploy(target, good, None)
-    target.finish(good)
+    target.unmark(good)
     deploy(target, good2, good)
-    target.finish(good2)
+    target.unmark(good2)
 
     with pytest.raises(DeployFailed, match=r"tasks of crash failed to start"):
         deploy(target, crash, good2)
@@ -478,8 +480,8 @@ def test_watch_follows_a_rolling_update_and_sees_the_first_new_replica(
 ):
     good, good2 = images["good"], images["good2"]
     deploy(target, good, None)
-    target.finish(good)
-    target.begin(MARK, good)
+    target.unmark(good)
+    target.mark(MARK, good)
     target.run(Role.STABLE, good2, REPLICAS, Lines(), wait=False)
 
     target.wait(Role.STABLE, good2, Lines(), ready=1)
@@ -525,8 +527,8 @@ def test_canary_joins_the_apps_address_with_the_routers_share(
 ):
     good, good2 = images["good"], images["good2"]
     deploy(target, good, None)
-    target.finish(good)
-    router = SwarmRouter(target)
+    target.unmark(good)
+    router = SwarmReplicasRouter(target)
     target.run(Role.CANARY, good2, 0, Lines())
 
     share = router.set_weight(33, Lines())
@@ -549,8 +551,8 @@ def test_canary_joins_the_apps_address_with_the_routers_share(
 def test_switch_to_the_preview_and_back(target, images, docker_client, service_name):
     good, good2 = images["good"], images["good2"]
     deploy(target, good, None)
-    target.finish(good)
-    router = SwarmRouter(target)
+    target.unmark(good)
+    router = SwarmReplicasRouter(target)
     target.run(Role.PREVIEW, good2, REPLICAS, Lines())
     preview = f"{service_name}-preview"
     assert not target.status().workload(Role.PREVIEW).on_app_address

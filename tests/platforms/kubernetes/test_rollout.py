@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.targets.kubernetes_rollout import condition, pod_ready, rollout, stuck_pods
+from tasks.platforms.kubernetes.rollout import condition, pod_ready, rollout, stuck_pods
 
 
 def deployment(generation=2, observed=2, replicas=3, status=None, conditions=()):

@@ -31,8 +31,10 @@ from docker.types import (
 )
 
 from tasks.errors import DeployFailed, SpecError, TargetError, TargetUnavailableError
+from tasks.platforms.swarm.compose import Definition, load_service
+from tasks.platforms.swarm.compose import UpdateConfig as ComposeUpdateConfig
+from tasks.platforms.swarm.spec import SwarmTargetSpec
 from tasks.registries import RegistryAuth
-from tasks.spec import ReleaseSpec
 from tasks.targets import records
 from tasks.targets.base import (
     InFlight,
@@ -43,16 +45,13 @@ from tasks.targets.base import (
     Workload,
     follow,
 )
-from tasks.targets.compose import Definition, load_service
-from tasks.targets.compose import UpdateConfig as ComposeUpdateConfig
 from tasks.targets.records import tag_of
 
 LABEL = "ferryman"
-MANAGED = f"{LABEL}.managed"
+MANAGED = f"{LABEL}.{records.MANAGED}"
 ROLE = f"{LABEL}.role"
-TEMPLATE = "template"
-"""Label suffix holding a version's whole task template (JSON), so a rollback restores
-the environment, command and limits it ran with, not only its image."""
+TEMPLATE = records.TEMPLATE
+"""Label suffix holding a version's whole task template (JSON)."""
 # Swarm update states that mean the platform itself gave up on the new version.
 SWARM_GAVE_UP = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
 # A new task that failed this many times is a crash loop, not a slow start.
@@ -103,23 +102,25 @@ class SwarmTarget:
 
     def __init__(
         self,
-        spec: ReleaseSpec,
+        app: str,
+        settings: SwarmTargetSpec,
         auth: RegistryAuth | None = None,
         client: docker.DockerClient | None = None,
         poll_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.spec = spec
-        self.name = spec.target.service
-        self.definition: Definition = load_service(spec.target.stack_file, self.name)
+        self.app = app
+        self.settings = settings
+        self.name = settings.service
+        self.definition: Definition = load_service(settings.stack_file, self.name)
         self.replicas = self.definition.service.deploy.replicas
         self.poll_seconds = poll_seconds
         self.clock = clock
         self._moves: dict[Role, _Move] = {}
         self._pending_mark: dict[str, str] = {}
         try:
-            if client is None and spec.target.docker_host:
-                client = docker.DockerClient(base_url=spec.target.docker_host, timeout=60)
+            if client is None and settings.docker_host:
+                client = docker.DockerClient(base_url=settings.docker_host, timeout=60)
             self.client = client or docker.from_env(timeout=60)
         except docker.errors.DockerException as e:
             raise TargetUnavailableError(f"cannot reach the Docker engine: {e}") from e
@@ -210,7 +211,7 @@ class SwarmTarget:
 
     def _update_config(self) -> ComposeUpdateConfig:
         config = self.definition.service.deploy.update_config
-        override = self.spec.target.update_config
+        override = self.settings.update_config
         if override is not None:
             config = config.model_copy(update=override.model_dump(exclude_none=True))
         return config
@@ -223,7 +224,7 @@ class SwarmTarget:
                  if o.name == name]
         if not found:
             raise SpecError(
-                f"{self.spec.target.stack_file}: {kind} {name!r} does not exist in the swarm "
+                f"{self.settings.stack_file}: {kind} {name!r} does not exist in the swarm "
                 f"(create it first: docker {kind} create {name} ...)"
             )
         return found[0].id
@@ -247,7 +248,7 @@ class SwarmTarget:
             command=s.entrypoint,
             args=s.command,
             env=[f"{k}={v}" for k, v in s.environment.items()],
-            labels={**s.labels, f"{LABEL}.app": self.spec.app},
+            labels={**s.labels, f"{LABEL}.app": self.app},
             user=s.user,
             workdir=s.working_dir,
             stop_grace_period=int(s.stop_grace_period * NS),
@@ -329,23 +330,18 @@ class SwarmTarget:
         self._moves[role] = _Move(
             tasks_before={t["ID"] for t in self._tasks(service)} if service else set(),
             stale_update=_update_started(service) if service else None,
-            deadline=self.clock() + self.spec.target.deploy_timeout,
+            deadline=self.clock() + self.settings.deploy_timeout,
             gave_up_is_failure=gave_up_is_failure,
         )
 
-    def begin(self, mark: InFlight, restore_point: Version | None) -> None:
+    def mark(self, in_flight: InFlight, restore_point: Version | None) -> None:
         """Label the stable service with the release's mark and its restore point."""
-        release = records.mark_entries(f"{LABEL}.", mark)
         service = self._service(Role.STABLE)
         if service is None:  # a first install: the mark goes on with the new service
-            self._pending_mark = release
+            self._pending_mark = records.mark_entries(f"{LABEL}.", in_flight)
             return
-        labels = dict(service.attrs["Spec"].get("Labels") or {})
-        if restore_point is not None and MANAGED not in labels:
-            # A service Ferryman did not create: what runs now is the only known good.
-            labels |= _version_labels("stable.", restore_point)
-        labels |= {MANAGED: "true", f"{LABEL}.app": self.spec.app}
-        labels |= _version_labels("previous.", restore_point) | release
+        labels = records.marked(service.attrs["Spec"].get("Labels") or {}, f"{LABEL}.",
+                                in_flight, restore_point) | {f"{LABEL}.app": self.app}
         self._update(service, "mark the service with the release in flight", Labels=labels)
 
     def run(
@@ -359,7 +355,7 @@ class SwarmTarget:
         aliases = [self.name] if role is Role.CANARY else []
         template = self._task_template(version.image, aliases)
         config = self._update_config() if role is Role.STABLE else ALL_AT_ONCE
-        labels = {MANAGED: "true", f"{LABEL}.app": self.spec.app,
+        labels = {MANAGED: "true", f"{LABEL}.app": self.app,
                   f"{LABEL}.{TEMPLATE}": json.dumps(template, sort_keys=True)}
         labels |= _version_labels("", version)
         if role is not Role.STABLE:
@@ -460,7 +456,7 @@ class SwarmTarget:
             return
         progress(f"removing service {service.name}")
         self._call(service.remove, f"remove service {service.name}")
-        deadline = self.clock() + self.spec.target.deploy_timeout
+        deadline = self.clock() + self.settings.deploy_timeout
         while self._call(
             lambda: self.client.containers.list(
                 filters={"label": f"com.docker.swarm.service.id={service.id}"}),
@@ -468,21 +464,17 @@ class SwarmTarget:
         ):
             if self.clock() > deadline:
                 raise TargetError(f"the containers of {service.name} did not stop within "
-                                  f"{self.spec.target.deploy_timeout:g}s")
+                                  f"{self.settings.deploy_timeout:g}s")
             time.sleep(self.poll_seconds)
 
-    def finish(self, stable: Version | None) -> None:
+    def unmark(self, stable: Version | None) -> None:
         """Clear the release's mark; with `stable`, record it (and its task template) as the
         stable version. A label-only update: no task restarts."""
         service = self._service(Role.STABLE)
         if service is None:
             return
-        labels = records.without_mark(service.attrs["Spec"].get("Labels") or {}, f"{LABEL}.")
-        if stable is not None:
-            labels |= _version_labels("stable.", stable)
-            template = labels.get(f"{LABEL}.{TEMPLATE}")
-            if template:
-                labels[f"{LABEL}.stable.{TEMPLATE}"] = template
+        labels = records.unmarked(service.attrs["Spec"].get("Labels") or {}, f"{LABEL}.",
+                                  stable)
         self._update(service, "record the release's end on the service", Labels=labels)
 
     # -- following a change ----------------------------------------------------------------
@@ -518,7 +510,7 @@ class SwarmTarget:
         if self.clock() > move.deadline:
             raise DeployFailed(
                 f"{name} did not reach {version.version} within "
-                f"{self.spec.target.deploy_timeout:g}s: {workload.ready}/{workload.desired} "
+                f"{self.settings.deploy_timeout:g}s: {workload.ready}/{workload.desired} "
                 "tasks running it"
             )
         return workload

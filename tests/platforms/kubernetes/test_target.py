@@ -19,10 +19,11 @@ import pytest
 import yaml
 
 from tasks.errors import DeployFailed, TargetError
-from tasks.routers.kubernetes import KubernetesRouter
+from tasks.platforms import get_target
+from tasks.platforms.kubernetes.replicas import KubernetesReplicasRouter
+from tasks.platforms.kubernetes.target import KubernetesTarget
 from tasks.spec import parse_spec
-from tasks.targets import InFlight, Role, Version, get_target
-from tasks.targets.kubernetes import KubernetesTarget
+from tasks.targets import InFlight, Role, Version
 from tests import kubernetes_bed as bed
 from tests.helpers import Lines
 
@@ -89,7 +90,7 @@ def write_spec(tmp_path: Path, edit=deployment_edit, **target: object):
 def make_target(tmp_path, api):
     def make(edit=deployment_edit, **target) -> KubernetesTarget:
         spec = write_spec(tmp_path, edit, **target)
-        return KubernetesTarget(spec, poll_seconds=0.5)
+        return KubernetesTarget(spec.app, spec.target, poll_seconds=0.5)
 
     return make
 
@@ -102,7 +103,7 @@ def target(make_target) -> KubernetesTarget:
 def deploy(target: KubernetesTarget, new: Version, restore_point: Version | None,
            progress: Lines | None = None) -> None:
     """What a rolling release does to the stable Deployment: mark it, then move it."""
-    target.begin(MARK, restore_point)
+    target.mark(MARK, restore_point)
     target.run(Role.STABLE, new, target.replicas, progress if progress is not None else Lines())
 
 
@@ -176,7 +177,7 @@ def test_a_new_app_is_created_from_its_manifests_with_server_side_apply(target, 
 def test_rolling_update_records_the_restore_point_with_the_new_image(target, images, api):
     good, good2 = images["good"], images["good2"]
     deploy(target, good, None)
-    target.finish(good)
+    target.unmark(good)
     progress = Lines()
 
     deploy(target, good2, good, progress)
@@ -200,15 +201,15 @@ def test_rolling_update_records_the_restore_point_with_the_new_image(target, ima
 def test_marking_and_finishing_restart_no_pods(target, images, api):
     good, good2 = images["good"], images["good2"]
     deploy(target, good, None)
-    target.finish(good)
+    target.unmark(good)
     deploy(target, good2, good)
     before = sorted(p["metadata"]["uid"] for p in pods(api))
     template = read(api, "deployment")["spec"]["template"]
 
-    target.finish(good2)
-    target.begin(MARK, good2)
+    target.unmark(good2)
+    target.mark(MARK, good2)
     assert target.status().in_flight == MARK
-    target.finish(good2)
+    target.unmark(good2)
 
     status = target.status()
     assert status.stable == good2 and status.in_flight is None and not status.unjudged()
@@ -226,7 +227,7 @@ def test_restore_puts_back_the_recorded_template_all_at_once(target, images, api
 
     good, good2 = images["good"], images["good2"]
     deploy(target, good, None)
-    target.finish(good)
+    target.unmark(good)
     client.AppsV1Api(api).patch_namespaced_deployment(bed.APP, bed.NAMESPACE, [
         {"op": "add", "path": "/spec/template/spec/containers/0/env/-",
          "value": {"name": "GREETING", "value": "edited"}}])
@@ -276,7 +277,7 @@ def test_a_passed_progress_deadline_fails_the_deploy_and_restore_brings_back_sta
     target = make_target(sick_manifests, deploy_timeout="120s")
     good, sick = images["good"], images["sick"]
     deploy(target, good, None)
-    target.finish(good)
+    target.unmark(good)
 
     with pytest.raises(DeployFailed, match=r"t-sick did not roll out: demo-k8s exceeded its "
                                            r"progress deadline"):
@@ -292,7 +293,7 @@ def test_a_passed_progress_deadline_fails_the_deploy_and_restore_brings_back_sta
 def test_a_crash_looping_version_fails_the_deploy_naming_the_reason(target, images, api):
     good, crash = images["good"], images["crash"]
     deploy(target, good, None)
-    target.finish(good)
+    target.unmark(good)
 
     with pytest.raises(DeployFailed, match=r"pod\(s\) of t-crash cannot start .*"
                                            r"CrashLoopBackOff"):
@@ -307,8 +308,8 @@ def test_a_crash_looping_version_fails_the_deploy_naming_the_reason(target, imag
 def test_watch_sees_the_first_new_ready_pod(target, images):
     good, good2 = images["good"], images["good2"]
     deploy(target, good, None)
-    target.finish(good)
-    target.begin(MARK, good)
+    target.unmark(good)
+    target.mark(MARK, good)
     target.run(Role.STABLE, good2, 2, Lines(), wait=False)
 
     target.wait(Role.STABLE, good2, Lines(), ready=1)
@@ -356,7 +357,7 @@ def test_a_conflicting_concurrent_patch_is_read_again_and_retried(target, images
 
     target.k8s.apps.patch_namespaced_deployment = counting_patch
 
-    target.finish(images["good"])
+    target.unmark(images["good"])
 
     # At least the one conflict we made (the controller writing the Deployment's status
     # after a change can make more); every conflict was followed by a try that went through.
@@ -385,7 +386,7 @@ def test_a_manifest_the_role_does_not_cover_is_refused_naming_it(make_target, tm
     (target.manifests.folder / "config.yaml").write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{bed.APP}-config"},
         "data": {"greeting": "hello"}}))
-    target = KubernetesTarget(target.spec, poll_seconds=0.5)  # reads the folder again
+    target = KubernetesTarget(target.app, target.settings, poll_seconds=0.5)  # reads it again
 
     with pytest.raises(TargetError, match=r"forbids this identity to patch \(server-side "
                                           r"apply\) configmaps in namespace ferryman-demo"):
@@ -398,8 +399,8 @@ def test_a_manifest_the_role_does_not_cover_is_refused_naming_it(make_target, tm
 def test_canary_pods_get_their_share_behind_the_apps_service(target, images, api):
     good, good2 = images["good"], images["good2"]
     deploy(target, good, None)
-    target.finish(good)
-    router = KubernetesRouter(target)
+    target.unmark(good)
+    router = KubernetesReplicasRouter(target)
     target.run(Role.CANARY, good2, 0, Lines())
 
     share = router.set_weight(33, Lines())
@@ -430,8 +431,8 @@ def test_canary_pods_get_their_share_behind_the_apps_service(target, images, api
 def test_blue_green_switch_and_switch_back_move_the_services_selector(target, images, api):
     good, good2 = images["good"], images["good2"]
     deploy(target, good, None)
-    target.finish(good)
-    router = KubernetesRouter(target)
+    target.unmark(good)
+    router = KubernetesReplicasRouter(target)
     own_selector = read(api, "service")["spec"]["selector"]
 
     target.run(Role.PREVIEW, good2, 2, Lines())
@@ -495,7 +496,8 @@ def test_a_cluster_config_block_reaches_the_cluster_and_names_the_namespace(tmp_
         data["target"].pop("kubeconfig")
         data["target"].pop("namespace")
         data["target"]["cluster_config_block"] = name
-        target = KubernetesTarget(parse_spec(data, DEMO, "test"))
+        spec = parse_spec(data, DEMO, "test")
+        target = KubernetesTarget(spec.app, spec.target)
 
         assert target.namespace == bed.NAMESPACE
         assert target.status().exists is False

@@ -1,5 +1,5 @@
-"""The `target:` models of the release spec, one per `target.kind`, and what the spec check
-reads from the orchestration files they name (`declared_replicas`)."""
+"""The `target: {kind: kubernetes}` model of the release spec, and what the spec check and
+the analysis read from it."""
 
 from __future__ import annotations
 
@@ -9,38 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tasks.durations import Seconds
-from tasks.errors import SpecError
 from tasks.fields import DNS_LABEL, SpecModel, existing_path
-
-
-class UpdateConfigSpec(SpecModel):
-    """Swarm's update_config; overrides the stack file's `deploy.update_config` key by key."""
-
-    parallelism: Annotated[int, Field(ge=0)] | None = None
-    delay: Seconds | None = None
-    failure_action: Literal["pause", "continue", "rollback"] | None = None
-    monitor: Seconds | None = None
-    max_failure_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
-    order: Literal["stop-first", "start-first"] | None = None
-
-
-class SwarmTargetSpec(SpecModel):
-    """A Docker Swarm service, created from one service of a compose v3 stack file."""
-
-    kind: Literal["swarm"]
-    stack_file: Path
-    service: Annotated[str, Field(pattern=DNS_LABEL)]
-    port: Annotated[int, Field(ge=1, le=65535)] = 8080
-    metrics_path: Annotated[str, Field(pattern=r"^/")] = "/metrics"
-    docker_host: str | None = None
-    deploy_timeout: Annotated[Seconds, Field(gt=0)] = 180.0
-    update_config: UpdateConfigSpec | None = None
-
-    @field_validator("stack_file")
-    @classmethod
-    def _stack_file_exists(cls, value: Path, info: ValidationInfo) -> Path:
-        return existing_path(value, info, "stack file", is_dir=False)
-
+from tasks.platforms.kubernetes.manifests import load_manifests
 
 K8S_NAME = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
 """A DNS subdomain, as Kubernetes names Deployments."""
@@ -101,40 +71,22 @@ class KubernetesTargetSpec(SpecModel):
         return self
 
 
-TARGET_KINDS = ("swarm", "kubernetes")
-
-
-def kubernetes_names(value: object) -> object:
+def with_defaults(target: dict, app: str) -> dict:
     """`deployment` defaults to the app's name and `service` to the deployment's."""
-    if not isinstance(value, dict) or not isinstance(value.get("target"), dict):
-        return value
-    target = value["target"]
-    if target.get("kind") != "kubernetes":
-        return value
-    deployment = target.get("deployment", value.get("app"))
+    deployment = target.get("deployment", app)
     target = {**target, "deployment": deployment, "service": target.get("service", deployment)}
-    return {**value, "target": {k: v for k, v in target.items() if v is not None}}
+    return {k: v for k, v in target.items() if v is not None}
 
 
-TargetSpec = Annotated[SwarmTargetSpec | KubernetesTargetSpec, Field(discriminator="kind")]
-"""Where the app runs: one model per `target.kind`."""
+def declared_replicas(settings: KubernetesTargetSpec) -> int | None:
+    """The stable size the manifests' Deployment gives, None when only the cluster knows it
+    (the router checks the weights against it then). Touches no cluster."""
+    if settings.manifests is None:
+        return None
+    return load_manifests(settings.manifests, settings.deployment, settings.namespace,
+                          settings.container).replicas
 
 
-def declared_replicas(target: TargetSpec) -> int | None:
-    """The stable size the target's orchestration files give (the stack file's
-    `deploy.replicas`, the manifests' Deployment), None when only the cluster knows it.
-    Raises SpecError naming `target` for a file Ferryman cannot apply. Touches no platform."""
-    if isinstance(target, SwarmTargetSpec):
-        from tasks.targets.compose import load_service
-
-        try:
-            definition = load_service(target.stack_file, target.service)
-        except SpecError as e:
-            raise SpecError(f"target: {e}") from None
-        return definition.service.deploy.replicas
-    if target.manifests is None:
-        return None  # the size is the cluster's: the router checks the weights against it
-    from tasks.targets.manifests import load_manifests
-
-    return load_manifests(target.manifests, target.deployment, target.namespace,
-                          target.container).replicas
+def query_variables(settings: KubernetesTargetSpec) -> dict[str, str]:
+    """What a metric query's `${service}` and `${namespace}` stand for on Kubernetes."""
+    return {"service": settings.service, "namespace": settings.namespace or ""}

@@ -24,7 +24,7 @@ from tasks.errors import (
     TargetError,
     TargetUnavailableError,
 )
-from tasks.targets.specs import KubernetesTargetSpec
+from tasks.platforms.kubernetes.spec import KubernetesTargetSpec
 
 FIELD_MANAGER = "ferryman"
 CONFLICT_TRIES = 5
@@ -208,6 +208,13 @@ class KubernetesApi:
                 dynamic.exceptions.ResourceNotUniqueError) as e:
             raise SpecError(f"target.manifests: the cluster has no kind {kind} in "
                             f"{manifest['apiVersion']}: {e}") from None
+
+    def pod_names(self) -> set[str]:
+        """The names of every pod in the namespace."""
+        pods = self.call(lambda: self.core.list_namespaced_pod(self.namespace,
+                                                               _preload_content=False),
+                         "list pods", "list", "pods")["items"]
+        return {p["metadata"]["name"] for p in pods}
 
     def pods_of(self, deployment: dict) -> list[dict]:
         """The pods of a Deployment's own ReplicaSets (not of another Deployment whose pods

@@ -22,11 +22,15 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kubernetes import client as k8s
 
 from tasks.errors import DeployFailed, TargetError
-from tasks.spec import ReleaseSpec
+from tasks.platforms.kubernetes.api import KubernetesApi, connect
+from tasks.platforms.kubernetes.manifests import Manifests, container_index, load_manifests
+from tasks.platforms.kubernetes.rollout import pod_ready, rollout, stuck_pods
+from tasks.platforms.kubernetes.spec import KubernetesTargetSpec
 from tasks.targets import records
 from tasks.targets.base import (
     InFlight,
@@ -37,18 +41,16 @@ from tasks.targets.base import (
     Workload,
     follow,
 )
-from tasks.targets.kubernetes_api import KubernetesApi, connect
-from tasks.targets.kubernetes_rollout import pod_ready, rollout, stuck_pods
-from tasks.targets.manifests import Manifests, container_index, load_manifests
-from tasks.targets.specs import KubernetesTargetSpec
+
+if TYPE_CHECKING:
+    from tasks.registries import RegistryAuth
 
 PREFIX = "ferryman.io/"
 APP_LABEL = f"{PREFIX}app"
 ROLE_LABEL = f"{PREFIX}role"
-MANAGED = f"{PREFIX}managed"
-TEMPLATE = "template"
-"""Annotation suffix holding a version's whole pod template (JSON), so a rollback restores
-the environment, probes and limits it ran with, not only its image."""
+MANAGED = f"{PREFIX}{records.MANAGED}"
+TEMPLATE = records.TEMPLATE
+"""Annotation suffix holding a version's whole pod template (JSON)."""
 STRATEGY = f"{PREFIX}strategy"
 """The Deployment's own update strategy, kept while a restore runs all at once."""
 SELECTOR = f"{PREFIX}selector"
@@ -109,25 +111,32 @@ class _Move:
 class KubernetesTarget:
     """The Deployments of one app, and the Services in front of them."""
 
-    def __init__(self, spec: ReleaseSpec, api_client: k8s.ApiClient | None = None,
-                 poll_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        target = spec.target
-        assert isinstance(target, KubernetesTargetSpec)
-        self.spec = spec
-        self.settings = target
-        self.name = target.deployment
-        self.service = target.service
+    def __init__(self, app: str, settings: KubernetesTargetSpec,
+                 client: k8s.ApiClient | KubernetesApi | None = None,
+                 poll_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 auth: RegistryAuth | None = None) -> None:
+        """`client`: an API client (None: from the spec's kubeconfig, block or the pod's
+        ServiceAccount), or a `KubernetesApi` itself (the fast tests' in-memory one).
+        `auth` is not used: pods pull with the namespace's imagePullSecrets, as the
+        cluster's own users' do, so the registry credentials are not the target's to give."""
+        self.app = app
+        self.settings = settings
+        self.name = settings.deployment
+        self.service = settings.service
         self.poll_seconds = poll_seconds
         self.clock = clock
         self.manifests: Manifests | None = None
-        if target.manifests is not None:
-            self.manifests = load_manifests(target.manifests, self.name, target.namespace,
-                                            target.container)
-        context_namespace = None
-        if api_client is None:
-            api_client, context_namespace = connect(target)
-        self.namespace = target.namespace or context_namespace or "default"
-        self.k8s = KubernetesApi(api_client, self.namespace)
+        if settings.manifests is not None:
+            self.manifests = load_manifests(settings.manifests, self.name, settings.namespace,
+                                            settings.container)
+        if isinstance(client, KubernetesApi):
+            self.namespace, self.k8s = client.namespace, client
+        else:
+            context_namespace = None
+            if client is None:
+                client, context_namespace = connect(settings)
+            self.namespace = settings.namespace or context_namespace or "default"
+            self.k8s = KubernetesApi(client, self.namespace)
         self._replicas = self.manifests.replicas if self.manifests else None
         self._moves: dict[Role, _Move] = {}
         self._pending_mark: dict[str, str] = {}
@@ -223,23 +232,20 @@ class KubernetesTarget:
             deadline=self.clock() + self.settings.deploy_timeout,
         )
 
-    def begin(self, mark: InFlight, restore_point: Version | None) -> None:
+    def mark(self, in_flight: InFlight, restore_point: Version | None) -> None:
         """Annotate the stable Deployment with the release's mark and its restore point."""
-        release = records.mark_entries(PREFIX, mark)
         if self.k8s.read("deployment", self.name) is None:  # a first install: with the apply
-            self._pending_mark = release
+            self._pending_mark = records.mark_entries(PREFIX, in_flight)
             return
 
         def change(deployment: dict) -> list[dict]:
-            annotations = dict(deployment["metadata"].get("annotations") or {})
-            if restore_point is not None and MANAGED not in annotations:
-                # A Deployment Ferryman did not make: what runs now is the only known good.
-                annotations |= records.version_entries(PREFIX, "stable.", restore_point)
-                template = deployment["spec"]["template"]
-                if self._image(template) == restore_point.image:
-                    annotations[f"{PREFIX}stable.{TEMPLATE}"] = _json(template)
-            annotations |= {MANAGED: "true"} | release
-            annotations |= records.version_entries(PREFIX, "previous.", restore_point)
+            before = deployment["metadata"].get("annotations") or {}
+            annotations = records.marked(before, PREFIX, in_flight, restore_point)
+            template = deployment["spec"]["template"]
+            if (restore_point is not None and MANAGED not in before
+                    and self._image(template) == restore_point.image):
+                # A Deployment Ferryman did not make: its template is the stable one's.
+                annotations[f"{PREFIX}stable.{TEMPLATE}"] = _json(template)
             return [_annotations(annotations)]
 
         self.k8s.modify("deployment", self.name, change,
@@ -319,9 +325,9 @@ class KubernetesTarget:
                               f"{self.namespace} or selects nothing; a {role.value} needs "
                               "the app's Service")
         name = self.deployment_name(role)
-        template = template_for(role, stable["spec"]["template"], address, self.spec.app,
+        template = template_for(role, stable["spec"]["template"], address, self.app,
                                 version.image, self._index(stable["spec"]["template"]))
-        selector = role_selector(self.spec.app, role)
+        selector = role_selector(self.app, role)
         spec = {"replicas": replicas, "selector": {"matchLabels": selector},
                 "template": template, "strategy": ALL_AT_ONCE}
         for key in ("progressDeadlineSeconds", "minReadySeconds"):
@@ -420,7 +426,7 @@ class KubernetesTarget:
         same patch; STABLE: the Service's own selector back. Nothing restarts: kube-proxy
         moves new connections to the other pods as soon as it sees the endpoints change.
         """
-        preview = role_selector(self.spec.app, Role.PREVIEW)
+        preview = role_selector(self.app, Role.PREVIEW)
 
         def change(service: dict) -> list[dict]:
             annotations = dict(service["metadata"].get("annotations") or {})
@@ -462,11 +468,7 @@ class KubernetesTarget:
     def _wait_gone(self, name: str, pods: set[str]) -> None:
         deadline = self.clock() + self.settings.deploy_timeout
         while pods:
-            left = self.k8s.call(
-                lambda: self.k8s.core.list_namespaced_pod(self.namespace,
-                                                          _preload_content=False),
-                "list pods", "list", "pods")["items"]
-            pods &= {p["metadata"]["name"] for p in left}
+            pods &= self.k8s.pod_names()
             if not pods:
                 return
             if self.clock() > deadline:
@@ -474,21 +476,15 @@ class KubernetesTarget:
                                   f"{self.settings.deploy_timeout:g}s: {sorted(pods)}")
             time.sleep(self.poll_seconds)
 
-    def finish(self, stable: Version | None) -> None:
+    def unmark(self, stable: Version | None) -> None:
         """Clear the release's mark; with `stable`, record it (and its pod template) as the
         stable version. Annotations of the Deployment only: no pod restarts."""
         if self.k8s.read("deployment", self.name) is None:
             return
 
         def change(deployment: dict) -> list[dict]:
-            annotations = records.without_mark(deployment["metadata"].get("annotations") or {},
-                                               PREFIX)
-            if stable is not None:
-                annotations |= records.version_entries(PREFIX, "stable.", stable)
-                template = annotations.get(f"{PREFIX}{TEMPLATE}")
-                if template:
-                    annotations[f"{PREFIX}stable.{TEMPLATE}"] = template
-            return [_annotations(annotations)]
+            return [_annotations(records.unmarked(
+                deployment["metadata"].get("annotations") or {}, PREFIX, stable))]
 
         self.k8s.modify("deployment", self.name, change, "record the release's end")
 

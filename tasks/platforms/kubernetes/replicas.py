@@ -10,12 +10,12 @@ as quick as switching.
 
 from __future__ import annotations
 
+from tasks.platforms.kubernetes.target import KubernetesTarget
 from tasks.routers.replicas import give_share
 from tasks.targets.base import Progress, Role
-from tasks.targets.kubernetes import KubernetesTarget
 
 
-class KubernetesRouter:
+class KubernetesReplicasRouter:
     def __init__(self, target: KubernetesTarget) -> None:
         self.target = target
 

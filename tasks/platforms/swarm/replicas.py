@@ -10,12 +10,12 @@ switch back scales the stable service up again from its image, already on the no
 
 from __future__ import annotations
 
+from tasks.platforms.swarm.target import SwarmTarget
 from tasks.routers.replicas import give_share
 from tasks.targets.base import Progress, Role
-from tasks.targets.swarm import SwarmTarget
 
 
-class SwarmRouter:
+class SwarmReplicasRouter:
     def __init__(self, target: SwarmTarget) -> None:
         self.target = target
 

@@ -12,20 +12,20 @@ import yaml
 from kubernetes import client as k8s
 
 from tasks.errors import SpecError, TargetConflictError, TargetError, TargetUnavailableError
-from tasks.spec import check_target, load_spec, parse_spec
-from tasks.targets import InFlight, Role, Version, records
-from tasks.targets.kubernetes import (
+from tasks.platforms.kubernetes.api import api_error
+from tasks.platforms.kubernetes.spec import KubernetesTargetSpec
+from tasks.platforms.kubernetes.target import (
     PREFIX,
     KubernetesTarget,
     role_selector,
     selects,
     template_for,
 )
-from tasks.targets.kubernetes_api import api_error
-from tasks.targets.specs import KubernetesTargetSpec
+from tasks.spec import check_target, load_spec, parse_spec
+from tasks.targets import InFlight, Role, Version, records
 from tests.helpers import changed
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "deployments" / "demo-k8s"
 
 
@@ -195,7 +195,8 @@ def test_a_forbidden_verb_names_the_verb_the_resource_and_the_namespace():
 
 def offline_target() -> KubernetesTarget:
     """The demo's target with a client that is never used (no cluster is contacted)."""
-    return KubernetesTarget(load_spec(DEMO / "release.yaml"), api_client=k8s.ApiClient())
+    spec = load_spec(DEMO / "release.yaml")
+    return KubernetesTarget(spec.app, spec.target, client=k8s.ApiClient())
 
 
 def test_a_rolling_update_patches_the_image_and_the_restore_point_in_one_request():
