@@ -1,7 +1,7 @@
 """Who may do what on the Kubernetes test bed, applied by `devstack.cluster.up`.
 
 Ferryman releases as the ServiceAccount `ferryman` of the namespace `ferryman-demo`, never as
-a cluster admin. Its Role grants what the Kubernetes target (tasks/targets/kubernetes.py)
+a cluster admin. Its Role grants what the Kubernetes target (tasks/platforms/kubernetes/target.py)
 needs and nothing more:
 
 - apps deployments: get create patch delete. Read each role's Deployment; apply a new app's

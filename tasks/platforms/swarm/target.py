@@ -25,12 +25,12 @@ from docker.types import (
     Resources,
     RestartPolicy,
     SecretReference,
-    ServiceMode,
     TaskTemplate,
     UpdateConfig,
 )
 
-from tasks.errors import DeployFailed, SpecError, TargetError, TargetUnavailableError
+from tasks.errors import DeployFailed, SpecError, TargetError
+from tasks.platforms.swarm.api import SwarmApi
 from tasks.platforms.swarm.compose import Definition, load_service
 from tasks.platforms.swarm.compose import UpdateConfig as ComposeUpdateConfig
 from tasks.platforms.swarm.spec import SwarmTargetSpec
@@ -105,7 +105,7 @@ class SwarmTarget:
         app: str,
         settings: SwarmTargetSpec,
         auth: RegistryAuth | None = None,
-        client: docker.DockerClient | None = None,
+        client: docker.DockerClient | SwarmApi | None = None,
         poll_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -118,22 +118,14 @@ class SwarmTarget:
         self.clock = clock
         self._moves: dict[Role, _Move] = {}
         self._pending_mark: dict[str, str] = {}
-        try:
-            if client is None and settings.docker_host:
-                client = docker.DockerClient(base_url=settings.docker_host, timeout=60)
-            self.client = client or docker.from_env(timeout=60)
-        except docker.errors.DockerException as e:
-            raise TargetUnavailableError(f"cannot reach the Docker engine: {e}") from e
+        if isinstance(client, SwarmApi):
+            self.api = client
+        elif client is not None:
+            self.api = SwarmApi(client)
+        else:
+            self.api = SwarmApi.connect(settings.docker_host)
         if auth is not None:
-            # Stored on the client, so create/update send X-Registry-Auth and nodes can pull.
-            self._call(
-                lambda: self.client.login(
-                    username=auth.username,
-                    password=auth.password.get_secret_value(),
-                    registry=auth.registry,
-                ),
-                "log in to the registry for image pulls",
-            )
+            self.api.login(auth.username, auth.password.get_secret_value(), auth.registry)
 
     def service_name(self, role: Role) -> str:
         """`demo`, `demo-canary`, `demo-preview`: a Swarm service name is a DNS name too."""
@@ -141,32 +133,14 @@ class SwarmTarget:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _call(self, fn: Callable, doing: str):
-        try:
-            return fn()
-        except docker.errors.NotFound:
-            raise
-        except docker.errors.APIError as e:
-            if e.status_code is not None and e.status_code >= 500:
-                raise TargetUnavailableError(f"Swarm could not {doing}: {e.explanation}") from e
-            raise TargetError(f"Swarm refused to {doing}: {e.explanation}") from e
-        except docker.errors.DockerException as e:
-            raise TargetUnavailableError(f"cannot reach the Docker engine to {doing}: {e}") from e
-        except OSError as e:  # requests' ConnectionError is one
-            raise TargetUnavailableError(f"cannot reach the Docker engine to {doing}: {e}") from e
+    def _service(self, role: Role) -> dict | None:
+        return self.api.service(self.service_name(role))
 
-    def _service(self, role: Role):
-        name = self.service_name(role)
-        try:
-            return self._call(lambda: self.client.services.get(name), f"read service {name}")
-        except docker.errors.NotFound:
-            return None
+    def _tasks(self, service: dict) -> list[dict]:
+        return self.api.tasks(service)
 
-    def _tasks(self, service) -> list[dict]:
-        return self._call(lambda: service.tasks(), "list the service's tasks")
-
-    def _workload(self, role: Role, service, tasks: list[dict]) -> Workload:
-        spec = service.attrs["Spec"]
+    def _workload(self, role: Role, service: dict, tasks: list[dict]) -> Workload:
+        spec = service["Spec"]
         labels = spec.get("Labels") or {}
         image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
         version = _version_from(labels, "") or Version(tag_of(image), image)
@@ -192,7 +166,7 @@ class SwarmTarget:
         stable_service = self._service(Role.STABLE)
         if stable_service is None:
             return TargetStatus(exists=False, workloads=tuple(workloads))
-        spec = stable_service.attrs["Spec"]
+        spec = stable_service["Spec"]
         labels = spec.get("Labels") or {}
         main = next(w for w in workloads if w.role is Role.STABLE)
         return TargetStatus(
@@ -202,7 +176,7 @@ class SwarmTarget:
             previous=_version_from(labels, "previous."),
             desired_replicas=main.desired,
             running_replicas=main.ready,
-            update_state=(stable_service.attrs.get("UpdateStatus") or {}).get("State"),
+            update_state=(stable_service.get("UpdateStatus") or {}).get("State"),
             in_flight=_mark_from(labels),
             workloads=tuple(workloads),
         )
@@ -218,16 +192,13 @@ class SwarmTarget:
 
     def _reference(self, kind: str, name: str) -> str:
         """The swarm ID of an external secret or config, by its exact name."""
-        collection = self.client.secrets if kind == "secret" else self.client.configs
-        found = [o for o in self._call(lambda: collection.list(filters={"name": name}),
-                                       f"look up {kind} {name}")
-                 if o.name == name]
-        if not found:
+        found = self.api.reference(kind, name)
+        if found is None:
             raise SpecError(
                 f"{self.settings.stack_file}: {kind} {name!r} does not exist in the swarm "
                 f"(create it first: docker {kind} create {name} ...)"
             )
-        return found[0].id
+        return found
 
     def _task_template(self, image: str, aliases: list[str]) -> dict:
         """The stack file's service as a Swarm task template running `image`."""
@@ -295,28 +266,9 @@ class SwarmTarget:
 
     # -- changing --------------------------------------------------------------------------
 
-    def _update(self, service, doing: str, **changes) -> None:
-        """One service update from its exact current spec with `changes` (Spec keys).
-
-        Sent through the low-level API: the SDK's Service.update re-reads the spec with
-        defaults filled in (Resources={}, DNSConfig={}), which Swarm takes for a new task
-        template and answers with a restart of every replica.
-        """
-        spec = {**service.attrs["Spec"], **changes}
-        self._call(
-            lambda: self.client.api.update_service(
-                service.id,
-                service.version,
-                task_template=spec["TaskTemplate"],
-                name=spec["Name"],
-                labels=spec.get("Labels"),
-                mode=spec.get("Mode"),
-                update_config=spec.get("UpdateConfig"),
-                rollback_config=spec.get("RollbackConfig"),
-                endpoint_spec=spec.get("EndpointSpec"),
-            ),
-            doing,
-        )
+    def _update(self, service: dict, doing: str, **changes) -> None:
+        """One service update from its exact current spec with `changes` (Spec keys)."""
+        self.api.update(service, {**service["Spec"], **changes}, doing)
 
     def _relabel(self, labels: dict[str, str], doing: str) -> None:
         """A label-only update of the stable service: no task restarts."""
@@ -325,7 +277,7 @@ class SwarmTarget:
             raise TargetError(f"service {self.name} vanished; cannot {doing}")
         self._update(service, doing, Labels=labels)
 
-    def _start(self, role: Role, service, gave_up_is_failure: bool = True) -> None:
+    def _start(self, role: Role, service: dict | None, gave_up_is_failure: bool = True) -> None:
         """Remember what `role` looked like before a change (see `_Move`)."""
         self._moves[role] = _Move(
             tasks_before={t["ID"] for t in self._tasks(service)} if service else set(),
@@ -340,7 +292,7 @@ class SwarmTarget:
         if service is None:  # a first install: the mark goes on with the new service
             self._pending_mark = records.mark_entries(f"{LABEL}.", in_flight)
             return
-        labels = records.marked(service.attrs["Spec"].get("Labels") or {}, f"{LABEL}.",
+        labels = records.marked(service["Spec"].get("Labels") or {}, f"{LABEL}.",
                                 in_flight, restore_point) | {f"{LABEL}.app": self.app}
         self._update(service, "mark the service with the release in flight", Labels=labels)
 
@@ -364,20 +316,15 @@ class SwarmTarget:
         if service is None:
             progress(f"creating service {name} at {version.version} ({replicas} replicas)")
             labels |= self._pending_mark if role is Role.STABLE else {}
-            self._call(
-                lambda: self.client.api.create_service(
-                    template, name=name, labels={**self.definition.service.deploy.labels,
-                                                 **labels},
-                    mode=ServiceMode("replicated", replicas=replicas),
-                    update_config=_docker_update_config(config),
-                    rollback_config=_docker_update_config(
-                        self.definition.service.deploy.rollback_config),
-                    endpoint_spec=self._endpoint(role),
-                ),
-                f"create service {name}",
+            self.api.create(
+                name, template, {**self.definition.service.deploy.labels, **labels}, replicas,
+                update_config=_docker_update_config(config),
+                rollback_config=_docker_update_config(
+                    self.definition.service.deploy.rollback_config),
+                endpoint_spec=self._endpoint(role),
             )
         else:
-            current = dict(service.attrs["Spec"].get("Labels") or {})
+            current = dict(service["Spec"].get("Labels") or {})
             progress(f"updating service {name} to {version.version} ({replicas} replicas)")
             self._update(
                 service, f"update service {name}",
@@ -395,7 +342,7 @@ class SwarmTarget:
         service = self._service(Role.STABLE)
         if service is None:
             raise TargetError(f"service {self.name} vanished; nothing to restore")
-        labels = dict(service.attrs["Spec"].get("Labels") or {})
+        labels = dict(service["Spec"].get("Labels") or {})
         template = None
         if _version_from(labels, "stable.") == to and f"{LABEL}.stable.{TEMPLATE}" in labels:
             template = json.loads(labels[f"{LABEL}.stable.{TEMPLATE}"])
@@ -436,7 +383,7 @@ class SwarmTarget:
         service = self._service(role)
         if service is None:
             raise TargetError(f"service {self.service_name(role)} does not exist")
-        template = json.loads(json.dumps(service.attrs["Spec"]["TaskTemplate"]))
+        template = json.loads(json.dumps(service["Spec"]["TaskTemplate"]))
         for network in template.get("Networks") or []:
             aliases = [a for a in network.get("Aliases") or [] if a != self.name]
             network["Aliases"] = aliases + [self.name] if on else aliases
@@ -454,16 +401,13 @@ class SwarmTarget:
         service = self._service(role)
         if service is None:
             return
-        progress(f"removing service {service.name}")
-        self._call(service.remove, f"remove service {service.name}")
+        name = service["Spec"]["Name"]
+        progress(f"removing service {name}")
+        self.api.remove(service)
         deadline = self.clock() + self.settings.deploy_timeout
-        while self._call(
-            lambda: self.client.containers.list(
-                filters={"label": f"com.docker.swarm.service.id={service.id}"}),
-            "list the service's containers",
-        ):
+        while self.api.containers_of(service):
             if self.clock() > deadline:
-                raise TargetError(f"the containers of {service.name} did not stop within "
+                raise TargetError(f"the containers of {name} did not stop within "
                                   f"{self.settings.deploy_timeout:g}s")
             time.sleep(self.poll_seconds)
 
@@ -473,7 +417,7 @@ class SwarmTarget:
         service = self._service(Role.STABLE)
         if service is None:
             return
-        labels = records.unmarked(service.attrs["Spec"].get("Labels") or {}, f"{LABEL}.",
+        labels = records.unmarked(service["Spec"].get("Labels") or {}, f"{LABEL}.",
                                   stable)
         self._update(service, "record the release's end on the service", Labels=labels)
 
@@ -487,7 +431,7 @@ class SwarmTarget:
         service = self._service(role)
         if service is None:
             raise DeployFailed(f"service {name} was removed while deploying")
-        update = service.attrs.get("UpdateStatus") or {}
+        update = service.get("UpdateStatus") or {}
         state = update.get("State") if update.get("StartedAt") != move.stale_update else None
         if move.gave_up_is_failure and state in SWARM_GAVE_UP:
             raise DeployFailed(
@@ -518,7 +462,7 @@ class SwarmTarget:
     def _converged(self, role: Role, workload: Workload) -> bool:
         service = self._service(role)
         tasks = self._tasks(service)
-        state = (service.attrs.get("UpdateStatus") or {}).get("State")
+        state = (service.get("UpdateStatus") or {}).get("State")
         stale = self._moves.get(role)
         if stale and _update_started(service) == stale.stale_update:
             state = None
@@ -539,5 +483,5 @@ class SwarmTarget:
         follow(look, progress, self.poll_seconds)
 
 
-def _update_started(service) -> str | None:
-    return (service.attrs.get("UpdateStatus") or {}).get("StartedAt")
+def _update_started(service: dict) -> str | None:
+    return (service.get("UpdateStatus") or {}).get("StartedAt")

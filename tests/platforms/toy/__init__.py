@@ -1,6 +1,6 @@
 """A toy platform, defined only here: one package and one registration are all a platform
-needs to run the strategies (docs/ARCHITECTURE.md). Its "API client" is its in-memory state,
-the fake target of tests/strategies/fakes.py, and its router is the fake replica router."""
+needs to run the strategies (docs/ARCHITECTURE.md). Its "API client" is its in-memory state
+(`workloads.py`), which it hands out as its target."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Literal
 from tasks.fields import SpecModel
 from tasks.platforms import register
 from tasks.platforms.base import Platform
-from tests.strategies.fakes import FakeRouter, FakeTarget
+from tests.platforms.toy.workloads import ToyRouter, ToyTarget
 
 
 class ToyTargetSpec(SpecModel):
@@ -17,8 +17,8 @@ class ToyTargetSpec(SpecModel):
     replicas: int = 2
 
 
-def toy_target(app: str, settings: ToyTargetSpec, auth=None, client=None) -> FakeTarget:
-    return client if client is not None else FakeTarget(replicas=settings.replicas)
+def toy_target(app: str, settings: ToyTargetSpec, auth=None, client=None) -> ToyTarget:
+    return client if client is not None else ToyTarget(replicas=settings.replicas)
 
 
 def declared_replicas(settings: ToyTargetSpec) -> int:
@@ -30,7 +30,7 @@ def query_variables(settings: ToyTargetSpec) -> dict[str, str]:
 
 
 PLATFORM = Platform(
-    kind="toy", spec=ToyTargetSpec, target=toy_target, routers={"replicas": FakeRouter},
+    kind="toy", spec=ToyTargetSpec, target=toy_target, routers={"replicas": ToyRouter},
     declared_replicas=declared_replicas, query_variables=query_variables,
 )
 register(PLATFORM)
