@@ -26,8 +26,8 @@ from flows.outcome import StepClock, finish, measurement_records
 from flows.reporting import label_run
 from flows.tags import lease_of
 from flows.triggers import release_run_of, spec_path_for
+from tasks.analysis.base import MetricProvider
 from tasks.analysis.decision import Decision, Verdict
-from tasks.analysis.prometheus import MetricProvider
 from tasks.errors import FerrymanError
 from tasks.platforms import get_router, get_target
 from tasks.registries import load_auth

@@ -10,8 +10,8 @@ from flows.locks import app_lock
 from flows.outcome import StepClock, finish, measurement_records, timed
 from flows.recovery import nobody
 from flows.reporting import label_run
+from tasks.analysis.base import MetricProvider
 from tasks.analysis.decision import Decision, Verdict
-from tasks.analysis.prometheus import MetricProvider
 from tasks.errors import FerrymanError, TargetError
 from tasks.platforms import get_router, get_target
 from tasks.registries import load_auth

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from tasks.analysis.prometheus import PrometheusSpec
+from tasks.analysis.providers import PROVIDERS, ProviderSpec
 from tasks.analysis.variables import QUERY_VARIABLES
 from tasks.durations import Seconds
 from tasks.errors import SpecError
@@ -114,7 +116,8 @@ class MetricSpec(SpecModel):
 class AnalysisSpec(SpecModel):
     """How the new version is verified; the limits follow Argo Rollouts' AnalysisTemplate."""
 
-    prometheus: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:9090"
+    provider: ProviderSpec = PrometheusSpec()
+    """Where the measurements come from, by `kind` (`prometheus`, the only one today)."""
     initial_delay: Seconds = 0.0
     interval: Annotated[Seconds, Field(gt=0)] = 30.0
     count: Annotated[int, Field(ge=1)] = 5
@@ -123,8 +126,22 @@ class AnalysisSpec(SpecModel):
     consecutive_error_limit: Annotated[int, Field(ge=0)] = 4
     on_inconclusive: Literal["rollback", "pause"] = "rollback"
     pause_timeout: Annotated[Seconds, Field(gt=0)] = 3600.0
-    query_timeout: Annotated[Seconds, Field(gt=0)] = 10.0
     metrics: Annotated[list[MetricSpec], Field(min_length=1)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prometheus_keys_of_old(cls, value: object) -> object:
+        """Specs from before `provider:` named Prometheus' address and time-out beside the
+        metrics (`prometheus:`, `query_timeout:`); they still load, as that provider's."""
+        if not isinstance(value, dict) or not {"prometheus", "query_timeout"} & set(value):
+            return value
+        if "provider" in value:
+            raise ValueError("give Prometheus' address and time-out under `provider:` "
+                             "(address, query_timeout), not beside it")
+        old = {"prometheus": "address", "query_timeout": "query_timeout"}
+        provider = {"kind": "prometheus"} | {new: value[key] for key, new in old.items()
+                                             if key in value}
+        return {k: v for k, v in value.items() if k not in old} | {"provider": provider}
 
     @field_validator("metrics")
     @classmethod
@@ -407,6 +424,7 @@ def validate_digest(digest: str) -> str:
 
 
 _UNION_TAGS = {("registry",): REGISTRY_KINDS, ("strategy",): STRATEGY_KINDS,
+               ("analysis", "provider"): tuple(PROVIDERS),
                ("target",): TARGET_KINDS,
                ("strategy", "steps", int): ("weight", "analysis", "approve", "pause")}
 """Where the spec has tagged unions, by the shape of the path, and the tags pydantic names."""

@@ -18,8 +18,9 @@ from prefect.cache_policies import NONE
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_run_logger
 
+from tasks.analysis.base import MetricProvider
 from tasks.analysis.measurement import Measurement, Phase
-from tasks.analysis.prometheus import MetricProvider, PrometheusProvider
+from tasks.analysis.providers import provider_for
 from tasks.analysis.runner import AnalysisResult, Watch, run_analysis
 from tasks.analysis.variables import query_variables
 from tasks.errors import retry_transient
@@ -168,9 +169,16 @@ def switch(router: Router, to: Role) -> None:
     router.switch(to, progress=run_logger().info)
 
 
+@task(name="prepare", task_run_name="give the {role.value} its address", **RETRIED)
+def prepare(router: Router, role: Role) -> None:
+    """Give a new workload the address it is tried on before users get it (a preview's)."""
+    router.prepare(role, progress=run_logger().info)
+
+
 @task(name="retire", task_run_name="retire the {role.value}", **RETRIED)
-def retire(target: Target, role: Role) -> None:
-    """Remove a role's workload (a canary, a preview)."""
+def retire(target: Target, router: Router, role: Role) -> None:
+    """Take a role's routes away, then its workload (a canary, a preview)."""
+    router.clean_up(role, progress=run_logger().info)
     target.remove(role, progress=run_logger().info)
 
 
@@ -207,7 +215,7 @@ def verify(
     analysis = spec.analysis
     if override is not None:
         analysis = analysis.model_copy(update=override.model_dump(exclude_none=True))
-    provider = provider or PrometheusProvider(analysis.prometheus, analysis.query_timeout)
+    provider = provider or provider_for(analysis.provider)
     clock = clock or Clock()
     total = analysis.count * len(analysis.metrics)
     progress = ProgressBar(spec, version, step)

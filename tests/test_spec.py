@@ -74,6 +74,12 @@ def test_a_spec_may_name_the_platforms_router():
              "strategy.steps: no analysis step"),
         ("target.kind", "nomad", "target.kind: 'nomad' is not one of 'swarm', 'kubernetes'"),
         ("router", {"kind": "mesh"}, "router: no router 'mesh' on swarm (known: replicas)"),
+        ("analysis.provider", {"kind": "graphite"},
+         "analysis.provider.kind: 'graphite' is not one of 'prometheus'"),
+        ("analysis.provider", {"kind": "prometheus", "address": "ftp://x"},
+         "analysis.provider.address: String should match pattern"),
+        ("analysis.query_timeout", 5,
+         "analysis: give Prometheus' address and time-out under `provider:`"),
         ("router", {"weights": 1}, "router.weights: Extra inputs are not permitted"),
         ("target.stack_file", "missing.yml", "target.stack_file: stack file"),
         ("image.context", "nowhere", "image.context: build context"),
@@ -243,3 +249,14 @@ def test_digest_must_be_a_sha256_digest():
 def test_every_strategy_kind_has_a_model_and_a_module():
     assert tuple(STRATEGIES) == STRATEGY_KINDS == tuple(MODULES)
     assert all(STRATEGIES[kind]().kind == kind for kind in STRATEGY_KINDS)
+
+
+def test_a_spec_of_before_provider_still_loads_as_prometheus():
+    data = demo_data()
+    del data["analysis"]["provider"]
+    data["analysis"] |= {"prometheus": "http://prometheus.example:9090", "query_timeout": "3s"}
+    provider = parse(data).analysis.provider
+    assert (provider.kind, provider.address, provider.query_timeout) == (
+        "prometheus", "http://prometheus.example:9090", 3.0)
+    del data["analysis"]["query_timeout"]
+    assert parse(data).analysis.provider.query_timeout == 10.0

@@ -1,27 +1,31 @@
-"""The Prometheus metric provider: one instant query at one time -> a value, or why not."""
+"""The Prometheus metric provider: one instant query at one time -> a value, or why not; and
+its `analysis.provider` settings."""
 
 from __future__ import annotations
 
 import ast
 import json
 from datetime import datetime
-from typing import Protocol
+from typing import Annotated, Literal
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from pydantic import Field
 from urllib3.util.retry import Retry
 
+from tasks.analysis.base import ProviderError
+from tasks.durations import Seconds
+from tasks.fields import SpecModel
 
-class ProviderError(Exception):
-    """The provider could not answer: unreachable, timed out, or the query was rejected."""
 
+class PrometheusSpec(SpecModel):
+    """`analysis.provider` of kind `prometheus`: instant queries against its HTTP API."""
 
-class MetricProvider(Protocol):
-    """Answers one question; judging the answer is `measurement.judge`'s job."""
-
-    def query(self, promql: str, at: datetime) -> float | None:
-        """The query's single value at `at`; None when there is no data. Raises ProviderError."""
-        ...
+    kind: Literal["prometheus"] = "prometheus"
+    address: Annotated[str, Field(pattern=r"^https?://")] = "http://127.0.0.1:9090"
+    """Prometheus' address."""
+    query_timeout: Annotated[Seconds, Field(gt=0)] = 10.0
+    """Time-out of one query."""
 
 
 class PrometheusProvider:
@@ -34,6 +38,10 @@ class PrometheusProvider:
         self.client = PrometheusConnect(
             url=self.url, disable_ssl=False, retry=Retry(total=0), timeout=timeout
         )
+
+    @classmethod
+    def of(cls, settings: PrometheusSpec) -> PrometheusProvider:
+        return cls(settings.address, settings.query_timeout)
 
     def query(self, promql: str, at: datetime) -> float | None:
         """Evaluate `promql` at `at`. A result of several series is an error: aggregate it."""

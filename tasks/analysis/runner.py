@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from tasks.analysis.base import MetricProvider, ProviderError
 from tasks.analysis.decision import Decision, Policy, Verdict, decide
 from tasks.analysis.measurement import Measurement, Phase, judge
-from tasks.analysis.prometheus import MetricProvider, ProviderError
 from tasks.spec import AnalysisSpec, MetricSpec
 
 

@@ -1,18 +1,12 @@
 """Traffic shares by replica counts: a canary of c replicas beside s stable ones gets about
 c / (c + s) of requests when clients spread them over every replica (DNS round robin, a
 Kubernetes Service). The math is pure, so the spec check and the routers agree on every
-number; `give_share` is how every replica-count router sets it.
+number; `canary_size` is what every replica-count router asks.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from tasks.errors import SpecError
-from tasks.targets.base import Progress, Role
-
-if TYPE_CHECKING:
-    from tasks.targets.base import Target
 
 TOLERANCE = 10.0
 """How far (in percentage points) a share may be from the weight asked: beyond it, the
@@ -46,14 +40,12 @@ def check_weights(weights: list[int], stable: int, where: str) -> None:
             )
 
 
-def give_share(target: Target, weight: int, address: str, progress: Progress) -> float:
-    """Size the target's canary for about `weight` percent of `address`'s traffic and wait
-    for it; returns the share it gets. A weight the stable size cannot come near is a
-    SpecError (checked here too for targets whose size is only known from the platform)."""
-    check_weights([weight], target.replicas, "strategy.steps")
-    replicas = canary_replicas(weight, target.replicas)
-    got = share(replicas, target.replicas)
-    progress(f"canary at {got:.0f}% of {address}'s traffic: {replicas} "
-             f"replica(s) beside {target.replicas} stable (asked {weight}%)")
-    target.scale(Role.CANARY, replicas, progress)
-    return got
+def canary_size(weight: int, stable: int, address: str) -> tuple[int, float, str]:
+    """The canary replicas beside `stable` ones for about `weight` percent of `address`'s
+    traffic, the share they give, and that in words. A weight the stable size cannot come
+    near is a SpecError (checked here too for targets whose size only the platform knows)."""
+    check_weights([weight], stable, "strategy.steps")
+    replicas = canary_replicas(weight, stable)
+    got = share(replicas, stable)
+    return replicas, got, (f"canary at {got:.0f}% of {address}'s traffic: {replicas} "
+                           f"replica(s) beside {stable} stable (asked {weight}%)")

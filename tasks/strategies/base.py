@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tasks.analysis.base import MetricProvider
 from tasks.analysis.decision import Decision, Verdict
-from tasks.analysis.prometheus import MetricProvider
 from tasks.analysis.runner import AnalysisResult, Watch
 from tasks.errors import PermanentError
 from tasks.routers import Router

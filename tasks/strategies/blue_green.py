@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tasks import steps
 from tasks.analysis.decision import Decision, Verdict
-from tasks.steps import deploy, retire, switch
+from tasks.steps import deploy, prepare, retire, switch
 from tasks.strategies.base import Release, passed
 from tasks.targets import Role
 
@@ -21,6 +21,7 @@ def run(release: Release) -> Decision:
     target, new = release.target, release.new
     strategy = release.spec.strategy
     release.step(deploy, target, Role.PREVIEW, new, target.replicas)
+    release.step(prepare, release.router, Role.PREVIEW)
     if strategy.preview_analysis:
         decision = release.analyse("preview")
         if not passed(decision):
@@ -61,5 +62,5 @@ def promote(release: Release) -> None:
     target = release.target
     release.step(deploy, target, Role.STABLE, release.new, target.replicas)
     release.step(switch, release.router, Role.STABLE)
-    release.step(retire, target, Role.PREVIEW)
+    release.step(retire, target, release.router, Role.PREVIEW)
     release.step(steps.promote, target, release.new)

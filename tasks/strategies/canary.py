@@ -51,5 +51,5 @@ def _at_step(number: int, weight: int, decision: Decision) -> Decision:
 def promote(release: Release) -> None:
     target = release.target
     release.step(deploy, target, Role.STABLE, release.new, target.replicas)
-    release.step(retire, target, Role.CANARY)
+    release.step(retire, target, release.router, Role.CANARY)
     release.step(steps.promote, target, release.new)

@@ -35,10 +35,12 @@ def put_back(target: Target, router: Router, to: Version | None) -> None:
     say = run_logger().info
     if to is None:
         for role in (Role.CANARY, Role.PREVIEW, Role.STABLE):
+            router.clean_up(role, say)
             target.remove(role, say)
         return
     status = target.status()
     if status.workload(Role.CANARY) is not None:
+        router.clean_up(Role.CANARY, say)
         target.remove(Role.CANARY, say)
     if status.current != to:
         target.restore(to, say)
@@ -47,6 +49,7 @@ def put_back(target: Target, router: Router, to: Version | None) -> None:
     if preview is not None or (stable is not None and stable.desired < target.replicas):
         router.switch(Role.STABLE, say)
     if preview is not None:
+        router.clean_up(Role.PREVIEW, say)
         target.remove(Role.PREVIEW, say)
 
 

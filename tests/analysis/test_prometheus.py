@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tasks.analysis.base import ProviderError
 from tasks.analysis.measurement import Phase
-from tasks.analysis.prometheus import PrometheusProvider, ProviderError
+from tasks.analysis.prometheus import PrometheusProvider
 from tasks.analysis.runner import measure
 from tasks.spec import MetricSpec, Threshold
 

@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime
 
+from tasks.analysis.base import ProviderError
 from tasks.analysis.decision import Verdict
 from tasks.analysis.measurement import Phase
-from tasks.analysis.prometheus import ProviderError
 from tasks.analysis.runner import render_query, run_analysis
 from tasks.spec import AnalysisSpec
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from tasks.analysis.prometheus import ProviderError
+from tasks.analysis.base import ProviderError
 from tasks.steps import Clock
 
 

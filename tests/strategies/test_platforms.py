@@ -75,3 +75,16 @@ def test_rollback_that_does_not_verify_fails_and_promotes_nothing(platform):
                        clock=FakeClock().clock())
     assert result.outcome is Outcome.FAILED and "did not verify" in result.reason
     assert bed.target.status().stable == NEW  # the earlier version was not promoted
+
+
+def test_a_preview_service_the_router_made_goes_with_the_preview():
+    strategy = {"kind": "blue-green", "scale_down_delay": "30s"}
+    bed = kubernetes_bed(strategy)
+    api = bed.target.k8s
+    api.delete("service", "demo-k8s-preview")  # an app whose manifests have none
+    ending, bed, _ = release(strategy, bed=bed)
+    assert ending.outcome is Outcome.PROMOTED, ending.reason
+    assert "apply service demo-k8s-preview" in api.calls
+    assert "delete service demo-k8s-preview" in api.calls
+    assert api.read("service", "demo-k8s-preview") is None
+    assert_only(bed.target, NEW)

@@ -55,8 +55,6 @@ STRATEGY = f"{PREFIX}strategy"
 """The Deployment's own update strategy, kept while a restore runs all at once."""
 SELECTOR = f"{PREFIX}selector"
 """On the app's Service: its own selector, kept while it leads to the preview's pods."""
-CREATED = f"{PREFIX}created"
-"""On a preview Service Ferryman made itself (and so removes with the preview)."""
 ALL_AT_ONCE = {"type": "RollingUpdate",
                "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}}
 """Canary, preview and restores: every new pod at once, none of the old ones taken away
@@ -75,10 +73,9 @@ def template_for(role: Role, stable: dict, service_selector: dict[str, str], app
                  image: str, index: int) -> dict:
     """A role's pod template, made from the stable Deployment's, running `image`.
 
-    STABLE: the same template with the image changed. CANARY: its labels plus the role's,
-    so the app's Service (its selector) reaches the canary's pods too. PREVIEW: its labels
-    less the keys of the Service's selector, plus the role's, so the Service never reaches
-    them before the switch.
+    STABLE: the same template with the image changed. CANARY and PREVIEW: its labels less
+    the keys of the app's Service's selector, plus the role's, so the Service does not reach
+    them until the router says (the canary's share, the switch).
     """
     template = copy.deepcopy(stable)
     template["spec"]["containers"][index]["image"] = image
@@ -86,8 +83,7 @@ def template_for(role: Role, stable: dict, service_selector: dict[str, str], app
         return template
     metadata = template.setdefault("metadata", {})
     labels = dict(metadata.get("labels") or {})
-    if role is Role.PREVIEW:
-        labels = {k: v for k, v in labels.items() if k not in service_selector}
+    labels = {k: v for k, v in labels.items() if k not in service_selector}
     metadata["labels"] = labels | role_selector(app, role)
     return template
 
@@ -153,9 +149,6 @@ class KubernetesTarget:
         """`demo`, `demo-canary`, `demo-preview`."""
         return self.name if role is Role.STABLE else f"{self.name}-{role.value}"
 
-    def preview_service(self) -> str:
-        return f"{self.service}-{Role.PREVIEW.value}"
-
     # -- reading ---------------------------------------------------------------------------
 
     def _index(self, template: dict) -> int:
@@ -172,7 +165,7 @@ class KubernetesTarget:
         return recorded if recorded and recorded.image == image \
             else Version(records.tag_of(image), image)
 
-    def _main_selector(self) -> dict[str, str]:
+    def main_selector(self) -> dict[str, str]:
         """The app's Service's own selector (what it selects when not switched)."""
         service = self.k8s.read("service", self.service)
         if service is None:
@@ -245,7 +238,7 @@ class KubernetesTarget:
             if (restore_point is not None and MANAGED not in before
                     and self._image(template) == restore_point.image):
                 # A Deployment Ferryman did not make: its template is the stable one's.
-                annotations[f"{PREFIX}stable.{TEMPLATE}"] = _json(template)
+                annotations[f"{PREFIX}stable.{TEMPLATE}"] = as_json(template)
             return [_annotations(annotations)]
 
         self.k8s.modify("deployment", self.name, change,
@@ -278,7 +271,7 @@ class KubernetesTarget:
                                 version.image, index)
         annotations = dict(deployment["metadata"].get("annotations") or {})
         annotations |= records.version_entries(PREFIX, "", version)
-        annotations[f"{PREFIX}{TEMPLATE}"] = _json(template)
+        annotations[f"{PREFIX}{TEMPLATE}"] = as_json(template)
         operations = [
             {"op": "replace", "path": f"/spec/template/spec/containers/{index}/image",
              "value": version.image},
@@ -309,7 +302,7 @@ class KubernetesTarget:
                 annotations = manifest["metadata"].setdefault("annotations", {})
                 annotations |= {MANAGED: "true"} | self._pending_mark
                 annotations |= records.version_entries(PREFIX, "", version)
-                annotations[f"{PREFIX}{TEMPLATE}"] = _json(spec["template"])
+                annotations[f"{PREFIX}{TEMPLATE}"] = as_json(spec["template"])
             self.k8s.apply(manifest)
 
     def _run_beside(self, role: Role, version: Version, replicas: int,
@@ -319,7 +312,7 @@ class KubernetesTarget:
         if stable is None:
             raise TargetError(f"Deployment {self.name} does not exist; a {role.value} is "
                               "made from its pod template")
-        address = self._main_selector()
+        address = self.main_selector()
         if not address:
             raise TargetError(f"Service {self.service} does not exist in namespace "
                               f"{self.namespace} or selects nothing; a {role.value} needs "
@@ -339,28 +332,6 @@ class KubernetesTarget:
             "metadata": {"name": name, "labels": selector, "annotations": {
                 MANAGED: "true", **records.version_entries(PREFIX, "", version)}},
             "spec": spec,
-        })
-        if role is Role.PREVIEW:
-            self._preview_address(selector, progress)
-
-    def _preview_address(self, selector: dict[str, str], progress: Progress) -> None:
-        """`<service>-preview` selects the preview's pods: the one in the manifests (or made
-        before) has its selector set; otherwise one is made with the app's Service's ports."""
-        name = self.preview_service()
-        if self.k8s.read("service", name) is not None:
-            self.k8s.modify("service", name,
-                         lambda s: [] if s["spec"].get("selector") == selector else
-                         [{"op": "replace", "path": "/spec/selector", "value": selector}],
-                         f"lead Service {name} to the preview")
-            return
-        main = self.k8s.read("service", self.service) or {"spec": {}}
-        ports = [{k: v for k, v in p.items() if k != "nodePort"}
-                 for p in main["spec"].get("ports") or []]
-        progress(f"creating Service {name} for the preview")
-        self.k8s.apply({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "labels": selector, "annotations": {CREATED: "true"}},
-            "spec": {"type": "ClusterIP", "selector": selector, "ports": ports},
         })
 
     def restore(self, to: Version, progress: Progress) -> None:
@@ -382,8 +353,8 @@ class KubernetesTarget:
                 template = template_for(Role.STABLE, current, {}, "", to.image,
                                         self._index(current))
             annotations |= records.version_entries(PREFIX, "", to)
-            annotations[f"{PREFIX}{TEMPLATE}"] = _json(template)
-            annotations.setdefault(STRATEGY, _json(deployment["spec"].get("strategy") or {}))
+            annotations[f"{PREFIX}{TEMPLATE}"] = as_json(template)
+            annotations.setdefault(STRATEGY, as_json(deployment["spec"].get("strategy") or {}))
             return [{"op": "replace", "path": "/spec/template", "value": template},
                     {"op": "replace", "path": "/spec/replicas", "value": self.replicas},
                     {"op": "replace", "path": "/spec/strategy", "value": ALL_AT_ONCE},
@@ -419,34 +390,33 @@ class KubernetesTarget:
                      f"scale Deployment {name}")
         self.wait(role, self._version(deployment), progress)
 
-    def lead_service(self, to: Role, progress: Progress) -> None:
-        """Point the app's Service at `to`'s pods alone, in one patch of its selector.
+    def reshape(self, role: Role, progress: Progress, replicas: int | None = None,
+                labels: dict[str, str] | None = None) -> None:
+        """One patch of a role's Deployment: its replica count and, when given, labels added
+        to its pods (the router's business: which Services reach them), then wait. New
+        labels make new pods; a size alone restarts none."""
+        name = self.deployment_name(role)
+        deployment = self.k8s.read("deployment", name)
+        if deployment is None:
+            raise TargetError(f"Deployment {name} does not exist")
 
-        PREVIEW: the preview's selector, the Service's own kept in an annotation of the
-        same patch; STABLE: the Service's own selector back. Nothing restarts: kube-proxy
-        moves new connections to the other pods as soon as it sees the endpoints change.
-        """
-        preview = role_selector(self.app, Role.PREVIEW)
+        def change(current: dict) -> list[dict]:
+            operations = []
+            template = current["spec"]["template"].get("metadata") or {}
+            have = dict(template.get("labels") or {})
+            if labels is not None and have | labels != have:
+                operations.append({"op": "add", "path": "/spec/template/metadata/labels",
+                                   "value": have | labels})
+            if replicas is not None and current["spec"].get("replicas") != replicas:
+                operations.append({"op": "replace", "path": "/spec/replicas",
+                                   "value": replicas})
+            return operations
 
-        def change(service: dict) -> list[dict]:
-            annotations = dict(service["metadata"].get("annotations") or {})
-            selector = dict(service["spec"].get("selector") or {})
-            if to is Role.PREVIEW:
-                if selector == preview:
-                    return []
-                annotations.setdefault(SELECTOR, _json(selector))
-                selector = preview
-            else:
-                kept = annotations.pop(SELECTOR, None)
-                if kept is None:
-                    return []
-                selector = json.loads(kept)
-            return [{"op": "replace", "path": "/spec/selector", "value": selector},
-                    _annotations(annotations)]
-
-        progress(f"leading Service {self.service} to the {to.value} pods")
-        self.k8s.modify("service", self.service, change,
-                     f"switch Service {self.service} to the {to.value}")
+        progress(f"Deployment {name}: {replicas} replicas"
+                 + (f", labelled {labels}" if labels else ""))
+        self._start(role, deployment)
+        self.k8s.modify("deployment", name, change, f"change Deployment {name}")
+        self.wait(role, self._version(deployment), progress)
 
     def remove(self, role: Role, progress: Progress) -> None:
         """Delete the role's Deployment (and a preview Service Ferryman made) and wait until
@@ -458,12 +428,6 @@ class KubernetesTarget:
             progress(f"removing Deployment {name}")
             self.k8s.delete("deployment", name)
             self._wait_gone(name, pods)
-        if role is Role.PREVIEW:
-            service = self.k8s.read("service", self.preview_service())
-            if service is not None and CREATED in (service["metadata"].get("annotations")
-                                                   or {}):
-                progress(f"removing Service {self.preview_service()}")
-                self.k8s.delete("service", self.preview_service())
 
     def _wait_gone(self, name: str, pods: set[str]) -> None:
         deadline = self.clock() + self.settings.deploy_timeout
@@ -509,7 +473,7 @@ class KubernetesTarget:
         if stuck:
             raise DeployFailed(f"{len(stuck)} pod(s) of {version.version} cannot start "
                                f"(first: {stuck[0]})")
-        workload = self._workload(role, deployment, pods, self._main_selector())
+        workload = self._workload(role, deployment, pods, self.main_selector())
         if self.clock() > move.deadline:
             raise DeployFailed(
                 f"{name} did not reach {version.version} within "
@@ -535,7 +499,8 @@ class KubernetesTarget:
         follow(look, progress, self.poll_seconds)
 
 
-def _json(value: object) -> str:
+def as_json(value: object) -> str:
+    """Compact JSON with sorted keys: what an annotation records."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 

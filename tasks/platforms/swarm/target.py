@@ -304,8 +304,7 @@ class SwarmTarget:
         file's update_config (the platform's rolling update), the others all at once."""
         name = self.service_name(role)
         service = self._service(role)
-        aliases = [self.name] if role is Role.CANARY else []
-        template = self._task_template(version.image, aliases)
+        template = self._task_template(version.image, [])
         config = self._update_config() if role is Role.STABLE else ALL_AT_ONCE
         labels = {MANAGED: "true", f"{LABEL}.app": self.app,
                   f"{LABEL}.{TEMPLATE}": json.dumps(template, sort_keys=True)}
@@ -374,26 +373,43 @@ class SwarmTarget:
                      Mode={"Replicated": {"Replicas": replicas}})
         self.wait(role, workload.version, progress)
 
-    def set_app_address(self, role: Role, on: bool, progress: Progress) -> None:
-        """Give a role's service the app's address (a network alias) or take it away.
+    def reshape(self, role: Role, progress: Progress, replicas: int | None = None,
+                aliases: list[str] | None = None) -> None:
+        """One update of a role's service: its replica count and, when given, the network
+        aliases of its tasks (the router's business: who answers on which name), then wait.
 
-        An alias is part of the task template, so Swarm replaces the tasks (new ones first,
-        all at once): there is no switch of a running task's address on Swarm.
+        An alias is part of the task template, so a change of aliases replaces the tasks
+        (new ones first, all at once): Swarm cannot move a running task's address.
         """
+        name = self.service_name(role)
         service = self._service(role)
         if service is None:
-            raise TargetError(f"service {self.service_name(role)} does not exist")
-        template = json.loads(json.dumps(service["Spec"]["TaskTemplate"]))
-        for network in template.get("Networks") or []:
-            aliases = [a for a in network.get("Aliases") or [] if a != self.name]
-            network["Aliases"] = aliases + [self.name] if on else aliases
+            raise TargetError(f"service {name} does not exist")
+        changes: dict = {}
+        if replicas is not None:
+            changes["Mode"] = {"Replicated": {"Replicas": replicas}}
+        if aliases is not None:
+            template = json.loads(json.dumps(service["Spec"]["TaskTemplate"]))
+            for network in template.get("Networks") or []:
+                network["Aliases"] = list(aliases)
+            if template != service["Spec"]["TaskTemplate"]:
+                changes |= {"TaskTemplate": template,
+                            "UpdateConfig": _docker_update_config(ALL_AT_ONCE)}
         workload = self._workload(role, service, self._tasks(service))
-        progress(f"{'adding' if on else 'removing'} the address {self.name} "
-                 f"{'to' if on else 'from'} {self.service_name(role)}")
+        if not changes:
+            return
+        progress(f"{name}: {replicas if replicas is not None else workload.desired} "
+                 f"replicas, answering on {', '.join(aliases or []) or 'its own name'}"
+                 if aliases is not None else f"scaling {name} to {replicas} replicas")
         self._start(role, service)
-        self._update(service, f"change the aliases of {self.service_name(role)}",
-                     TaskTemplate=template, UpdateConfig=_docker_update_config(ALL_AT_ONCE))
+        self._update(service, f"change service {name}", **changes)
         self.wait(role, workload.version, progress)
+
+    def aliases(self, role: Role) -> list[str]:
+        """The network aliases of a role's tasks (none when it does not exist)."""
+        service = self._service(role)
+        networks = (service or {}).get("Spec", {}).get("TaskTemplate", {}).get("Networks")
+        return sorted({a for n in networks or [] for a in n.get("Aliases") or []})
 
     def remove(self, role: Role, progress: Progress) -> None:
         """Remove the role's service and wait until its containers are gone (and with

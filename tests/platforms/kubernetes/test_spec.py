@@ -140,13 +140,13 @@ STABLE_TEMPLATE = {
 SERVICE_SELECTOR = {"app": "demo-k8s"}
 
 
-def test_a_canary_keeps_the_services_labels_and_adds_its_role():
+def test_a_canary_is_out_of_the_services_reach_until_the_router_sizes_it():
     template = template_for(Role.CANARY, STABLE_TEMPLATE, SERVICE_SELECTOR, "demo-k8s",
                             "demo@sha256:new", 1)
     labels = template["metadata"]["labels"]
-    assert labels == {"app": "demo-k8s", "tier": "web", "ferryman.io/app": "demo-k8s",
+    assert labels == {"tier": "web", "ferryman.io/app": "demo-k8s",
                       "ferryman.io/role": "canary"}
-    assert selects(SERVICE_SELECTOR, labels)
+    assert not selects(SERVICE_SELECTOR, labels)
     assert [c["image"] for c in template["spec"]["containers"]] == ["proxy:1",
                                                                    "demo@sha256:new"]
     assert STABLE_TEMPLATE["spec"]["containers"][1]["image"] == "demo@sha256:old"  # a copy

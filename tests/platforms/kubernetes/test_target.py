@@ -436,6 +436,7 @@ def test_blue_green_switch_and_switch_back_move_the_services_selector(target, im
     own_selector = read(api, "service")["spec"]["selector"]
 
     target.run(Role.PREVIEW, good2, 2, Lines())
+    router.prepare(Role.PREVIEW, Lines())
 
     preview = read(api, "service", f"{bed.APP}-preview")
     assert preview["spec"]["selector"] == {"ferryman.io/app": bed.APP,
@@ -476,6 +477,7 @@ def test_blue_green_switch_and_switch_back_move_the_services_selector(target, im
     finally:
         main.stop()
         side.stop()
+    router.clean_up(Role.PREVIEW, Lines())
     target.remove(Role.PREVIEW, Lines())
     assert target.status().workload(Role.PREVIEW) is None
     # The preview Service came from the manifests: it stays, reaching no pods now.

@@ -132,5 +132,11 @@ class ToyRouter:
         self.target.scale(Role.CANARY, replicas, progress)
         return share(replicas, self.target.replicas)
 
+    def prepare(self, role: Role, progress) -> None:
+        """A toy preview answers on an address of its own from the start."""
+
     def switch(self, to: Role, progress) -> None:
         self.target.lead_address(to)
+
+    def clean_up(self, role: Role, progress) -> None:
+        """The toy's addresses are its workloads' flags: they go with them."""
