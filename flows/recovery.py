@@ -27,15 +27,14 @@ from flows.reporting import label_run
 from flows.tags import lease_of
 from flows.triggers import release_run_of, spec_path_for
 from tasks.analysis.base import MetricProvider
-from tasks.analysis.decision import Decision, Verdict
 from tasks.errors import FerrymanError
 from tasks.platforms import get_router, get_target
 from tasks.registries import load_auth
 from tasks.releases import Outcome, ReleaseResult
 from tasks.spec import ReleaseSpec, load_spec
 from tasks.steps import Clock, run_logger
-from tasks.strategies.base import Release, StepRunner, call_task
-from tasks.strategies.restore import Ending, restore_and_verify
+from tasks.strategies.base import StepRunner, call_task
+from tasks.strategies.restore import Ending, restore_app
 from tasks.targets import Target
 
 
@@ -58,21 +57,12 @@ def recover(spec: ReleaseSpec, target: Target, why: str, *, step: StepRunner = c
     log = run_logger()
     log.warning("%s left %s unjudged: restoring %s", left, spec.app,
                 to.version if to else "nothing (no stable version)")
-    release = Release(
-        spec=spec, target=target, router=get_router(spec, target),
-        new=status.current or to, stable=to, person=nobody, step=step, provider=provider,
-        clock=clock or Clock(),
-    )
-    ending = restore_and_verify(release, Decision(Verdict.ROLLBACK, f"{why}: {left} did not "
-                                                  "finish"))
+    ending = restore_app(spec, target, get_router(spec, target), status.current or to, to,
+                         f"{why}: {left} did not finish", step=step, provider=provider,
+                         clock=clock)
     if mark is not None:
         crash(mark.run_id, f"its process died; {spec.app} was restored by recovery")
     return ending
-
-
-def nobody(question, approval) -> Decision:
-    """The `person` of a recovery or a rollback: nobody is asked, nothing is promoted."""
-    return Decision(Verdict.ROLLBACK, "nobody to ask")
 
 
 def recover_if_unjudged(spec: ReleaseSpec, target: Target) -> str | None:

@@ -8,18 +8,16 @@ from prefect.states import State
 from flows.liveness import bury_dead_holders
 from flows.locks import app_lock
 from flows.outcome import StepClock, finish, measurement_records, timed
-from flows.recovery import nobody
 from flows.reporting import label_run
 from tasks.analysis.base import MetricProvider
-from tasks.analysis.decision import Decision, Verdict
 from tasks.errors import FerrymanError, TargetError
 from tasks.platforms import get_router, get_target
 from tasks.registries import load_auth
 from tasks.releases import Outcome, ReleaseResult
 from tasks.spec import ReleaseSpec, load_spec
 from tasks.steps import Clock, promote, read_status
-from tasks.strategies.base import Release, StepRunner
-from tasks.strategies.restore import restore_and_verify
+from tasks.strategies.base import StepRunner
+from tasks.strategies.restore import restore_app
 from tasks.targets import Target, TargetStatus, Version
 
 
@@ -46,11 +44,11 @@ def rollback_release(spec_path: str) -> State:
     spec = load_spec(spec_path)
     with app_lock(spec.app, clear_dead=bury_dead_holders):
         target = get_target(spec, load_auth(spec.registry))
-        result = roll_back(spec, target, timed(steps))
+        result = rollback_app(spec, target, timed(steps))
         return finish(spec, result, steps)
 
 
-def roll_back(spec: ReleaseSpec, target: Target, step: StepRunner,
+def rollback_app(spec: ReleaseSpec, target: Target, step: StepRunner,
               provider: MetricProvider | None = None, clock: Clock | None = None
               ) -> ReleaseResult:
     """The rollback itself, run while holding the app's release slot: restore the rollback
@@ -70,11 +68,9 @@ def roll_back(spec: ReleaseSpec, target: Target, step: StepRunner,
             "version": to.version, "image": to.image, "digest": to.image.rpartition("@")[2],
             "previous_version": current.version, "previous_image": current.image,
         })
-        release = Release(spec=spec, target=target, router=get_router(spec, target),
-                          new=current, stable=to, person=nobody, step=step, provider=provider,
-                          clock=clock or Clock())
-        ending = restore_and_verify(
-            release, Decision(Verdict.ROLLBACK, f"rollback of {current.version} asked for"))
+        ending = restore_app(spec, target, get_router(spec, target), current, to,
+                             f"rollback of {current.version} asked for", step=step,
+                             provider=provider, clock=clock)
         result.rollback_measurements = measurement_records(ending.restored, to.version,
                                                            "restored")
         if ending.outcome is Outcome.ROLLED_BACK:

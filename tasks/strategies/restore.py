@@ -9,13 +9,15 @@ from dataclasses import dataclass
 
 from prefect import task
 
-from tasks.analysis.decision import Decision
+from tasks.analysis.base import MetricProvider
+from tasks.analysis.decision import Decision, Verdict
 from tasks.analysis.runner import AnalysisResult
 from tasks.errors import FerrymanError
 from tasks.releases import Outcome
 from tasks.routers import Router
-from tasks.steps import RETRIED, run_logger, unmark, verify
-from tasks.strategies.base import Release, passed
+from tasks.spec import ReleaseSpec
+from tasks.steps import RETRIED, Clock, run_logger, unmark, verify
+from tasks.strategies.base import Release, StepRunner, call_task, passed
 from tasks.targets import Role, Target, TargetStatus, Version
 
 
@@ -111,3 +113,19 @@ def restore_and_verify(release: Release, why: Decision) -> Ending:
     return Ending(Outcome.FAILED,
                   f"{why.reason}; {to.version} restored but it did not verify: "
                   f"{check.decision.reason}", check)
+
+
+def nobody(question, approval) -> Decision:
+    """The `person` of a recovery or a rollback: nobody is asked, nothing is promoted."""
+    return Decision(Verdict.ROLLBACK, "nobody to ask")
+
+
+def restore_app(spec: ReleaseSpec, target: Target, router: Router, new: Version | None,
+                to: Version | None, why: str, step: StepRunner = call_task,
+                provider: MetricProvider | None = None, clock: Clock | None = None) -> Ending:
+    """Put `to` back in place of `new` and verify it, with nobody to ask: what a recovery and
+    a rollback outside a release share. `step`, `provider` and `clock` are the Release's
+    (Prefect task runs, the spec's provider, real time unless given)."""
+    release = Release(spec=spec, target=target, router=router, new=new, stable=to,
+                      person=nobody, step=step, provider=provider, clock=clock or Clock())
+    return restore_and_verify(release, Decision(Verdict.ROLLBACK, why))

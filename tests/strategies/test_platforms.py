@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from flows.recovery import recover
-from flows.rollback import roll_back
+from flows.rollback import rollback_app
 from tasks.releases import Outcome
 from tasks.strategies.base import call_function
 from tasks.targets import InFlight, Role
@@ -60,7 +60,7 @@ def test_recover_restores_and_verifies_what_a_dead_release_left(platform):
 def test_rollback_restores_verifies_and_promotes_the_earlier_version(platform):
     ending, bed, _ = release("rolling", bed=BEDS[platform]("rolling"))
     assert ending.outcome is Outcome.PROMOTED
-    result = roll_back(bed.spec, bed.target, call_function, provider=ScriptedPrometheus(),
+    result = rollback_app(bed.spec, bed.target, call_function, provider=ScriptedPrometheus(),
                        clock=FakeClock().clock())
     assert (result.outcome, result.version, result.previous_version) == (
         Outcome.ROLLED_BACK, OLD.version, NEW.version), result.reason
@@ -70,7 +70,7 @@ def test_rollback_restores_verifies_and_promotes_the_earlier_version(platform):
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_rollback_that_does_not_verify_fails_and_promotes_nothing(platform):
     _, bed, _ = release("rolling", bed=BEDS[platform]("rolling"))
-    result = roll_back(bed.spec, bed.target, call_function,
+    result = rollback_app(bed.spec, bed.target, call_function,
                        provider=ScriptedPrometheus({OLD.version: always(0.5)}),
                        clock=FakeClock().clock())
     assert result.outcome is Outcome.FAILED and "did not verify" in result.reason
