@@ -120,6 +120,8 @@ class Answers:
     port: int = 8080
     rate: float = 20.0
     seen: list[tuple[float, str, int]] = field(default_factory=list)
+    unsent: list[float] = field(default_factory=list)
+    """When a request was not sent because the address was not routed here any more."""
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Answers:
@@ -132,11 +134,22 @@ class Answers:
     def _run(self) -> None:
         while not self._stop.wait(1 / self.rate):
             if not routed_here(self.ip):  # the network went away: send nothing
+                self.unsent.append(time.monotonic())
                 continue
             self.seen.append((time.monotonic(), *ask(self.ip, self.port)))
 
     def since(self, start: float) -> list[tuple[str, int]]:
-        return [(v, c) for t, v, c in list(self.seen) if t >= start]
+        """The answers from `start` on. Fails when requests stopped going out meanwhile (the
+        address was no longer routed here): counts of a version from a silent generator
+        would pass for "it never answered"."""
+        return [(v, c) for _, v, c in self.timeline(start)]
+
+    def timeline(self, start: float) -> list[tuple[float, str, int]]:
+        """(time, version, status) of each request from `start` on; fails as `since`."""
+        gaps = [t for t in list(self.unsent) if t >= start]
+        assert not gaps, (f"requests to {self.ip} stopped for {len(gaps)} tick(s) from "
+                          f"{gaps[0]:.1f} (the address was not routed here)")
+        return [r for r in list(self.seen) if r[0] >= start]
 
     def versions(self, start: float = 0.0) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -25,7 +25,8 @@ def _promtool() -> Path:
                            capture_output=True, text=True, check=True).stdout.strip()
     promtool = Path(where) / "promtool"
     if not promtool.exists():
-        pytest.skip(f"{promtool} is not built yet (`ferryman stack up --kubernetes` builds it)")
+        pytest.fail(f"{promtool} is not built (`ferryman stack up --kubernetes` builds it; "
+                    "make test runs this after the build)")
     return promtool
 
 
