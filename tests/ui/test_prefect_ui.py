@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect, sync_playwright
 
 from tasks.spec import load_spec
@@ -105,6 +106,21 @@ def value_text(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
 
+def open_runs_page(page, tries: int = 3) -> None:
+    """The UI's front page, then its Runs link. Docker adds and removes network interfaces
+    while the tests beside this one run containers, and Chromium aborts the requests in
+    flight when it sees one (net::ERR_NETWORK_CHANGED), leaving the page half drawn: it is
+    loaded again, up to `tries` times, before that counts as a failure."""
+    for attempt in range(1, tries + 1):
+        page.goto(f"{UI}/")
+        try:
+            page.get_by_role("link", name="Runs", exact=True).click()
+            return
+        except PlaywrightTimeoutError:
+            if attempt == tries:
+                raise
+
+
 def walk_through_release(page, run: Release, state: str, slug: str) -> None:
     """From the UI's front page to the run, its task runs, its report and its analysis table,
     asserting on each page what a person looks for, with a screenshot of each."""
@@ -112,8 +128,7 @@ def walk_through_release(page, run: Release, state: str, slug: str) -> None:
     name = run.run_name
 
     # The runs page: the run, found by its name, with its state.
-    page.goto(f"{UI}/")
-    page.get_by_role("link", name="Runs", exact=True).click()
+    open_runs_page(page)
     page.get_by_placeholder("Search by flow run name").fill(name)
     link = page.get_by_role("link", name=name, exact=True)
     run_cards = page.locator("[data-slot=card]:has(a[href*='/runs/flow-run/'])")
