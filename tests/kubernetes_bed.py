@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from devstack.settings import REGISTRY, REGISTRY_USER, StackPaths, registry_password
 from tasks.targets import Version
 
@@ -36,6 +38,14 @@ def routed_here(ip: str) -> bool:
     route = subprocess.run(["ip", "route", "get", ip], capture_output=True, text=True).stdout
     first = route.splitlines()[0] if route else ""
     return first.startswith("local ") or " dev ferryman-" in first
+
+
+def require_up() -> None:
+    """Fail (never skip) when the test bed cannot be used: tests/conftest.py brings it up
+    before the first Kubernetes test, so a problem here is one to see."""
+    why = problem()
+    if why:
+        pytest.fail(f"the Kubernetes test bed is not up: {why}")
 
 
 def problem() -> str | None:

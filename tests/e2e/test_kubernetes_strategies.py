@@ -28,9 +28,7 @@ RUN = f"k{int(time.time()) % 1_000_000}"
 
 @pytest.fixture(scope="module", autouse=True)
 def _test_bed_is_up() -> None:
-    why = bed.problem()
-    if why:  # brought up before the first Kubernetes test (tests/conftest.py): fail, not skip
-        pytest.fail(f"the Kubernetes test bed is not up: {why}")
+    bed.require_up()
 
 
 @pytest.fixture(scope="module")

@@ -395,21 +395,16 @@ class SwarmTarget:
             if template != service["Spec"]["TaskTemplate"]:
                 changes |= {"TaskTemplate": template,
                             "UpdateConfig": _docker_update_config(ALL_AT_ONCE)}
-        workload = self._workload(role, service, self._tasks(service))
         if not changes:
             return
-        progress(f"{name}: {replicas if replicas is not None else workload.desired} "
-                 f"replicas, answering on {', '.join(aliases or []) or 'its own name'}"
-                 if aliases is not None else f"scaling {name} to {replicas} replicas")
+        workload = self._workload(role, service, self._tasks(service))
+        size = replicas if replicas is not None else workload.desired
+        names = ", ".join(aliases or []) or "its own name"
+        progress(f"{name}: {size} replicas" + (f", answering on {names}"
+                                                if aliases is not None else ""))
         self._start(role, service)
         self._update(service, f"change service {name}", **changes)
         self.wait(role, workload.version, progress)
-
-    def aliases(self, role: Role) -> list[str]:
-        """The network aliases of a role's tasks (none when it does not exist)."""
-        service = self._service(role)
-        networks = (service or {}).get("Spec", {}).get("TaskTemplate", {}).get("Networks")
-        return sorted({a for n in networks or [] for a in n.get("Aliases") or []})
 
     def remove(self, role: Role, progress: Progress) -> None:
         """Remove the role's service and wait until its containers are gone (and with

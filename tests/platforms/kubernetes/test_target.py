@@ -35,9 +35,7 @@ MARK = InFlight("test-run", "next", "2026-11-27T00:00:00+00:00")
 
 @pytest.fixture(scope="module", autouse=True)
 def _test_bed_is_up() -> None:
-    why = bed.problem()
-    if why:  # brought up before the first Kubernetes test (tests/conftest.py): fail, not skip
-        pytest.fail(f"the Kubernetes test bed is not up: {why}")
+    bed.require_up()
 
 
 @pytest.fixture(scope="module")
